@@ -1,0 +1,61 @@
+/*
+ * db.h - PostgreSQL: a bounded connection pool with reconnect
+ *
+ * Connections are made lazily and re-made when found broken; waiting for a
+ * free one is bounded by [database] acquire_timeout. Each statement runs
+ * with statement_timeout set on the connection. When the database is away
+ * every call fails fast with PLX_ERR_DB and the HTTP layer answers 503 with
+ * Retry-After; nothing needs restarting when it returns.
+ */
+#ifndef PLEXUS_DB_H
+#define PLEXUS_DB_H
+
+#include "conf.h"
+
+#include <libpq-fe.h>
+
+struct plx_db_res {
+    PGresult *pg;
+    char     *error;   /* message when the statement failed */
+};
+
+bool core_db_setup(core_config_t *cfg);   /* reads [database]; connects nothing */
+void core_db_shutdown(void);
+bool core_db_ping(int timeout_ms);        /* SELECT 1 through the pool */
+
+/* Results: PLX_OK, and *out (if out is not NULL) holds the rows. On
+ * PLX_ERR_CONFLICT (SQLSTATE class 23, a constraint violation) *out is set
+ * too, with the server's message in core_db_error(); freed the same way.
+ * Any other failure leaves *out NULL: PLX_ERR_DB (database away, pool
+ * exhausted), PLX_ERR_TIMEOUT (statement_timeout), PLX_ERR_INTERNAL (other
+ * SQL errors, logged with their SQLSTATE). core_db_query frees *out when r
+ * ends; with r NULL, and always for core_db_exec, the caller frees it. */
+plx_status_t core_db_query(plx_request_t *r, const char *sql, int n,
+                           const char *const *params, plx_db_res_t **out);
+plx_db_conn_t *core_db_acquire(int timeout_ms);
+void core_db_release(plx_db_conn_t *c);
+plx_status_t core_db_exec(plx_db_conn_t *c, const char *sql, int n,
+                          const char *const *params, plx_db_res_t **out);
+PGconn *core_db_pgconn(plx_db_conn_t *c);  /* for the migration runner, LISTEN */
+int core_db_rows(const plx_db_res_t *res);
+int core_db_cols(const plx_db_res_t *res);
+const char *core_db_value(const plx_db_res_t *res, int row, int col);
+int core_db_col(const plx_db_res_t *res, const char *name);
+const char *core_db_affected(const plx_db_res_t *res);
+const char *core_db_error(const plx_db_res_t *res);
+void core_db_free(plx_db_res_t *res);
+
+typedef struct core_db_stats {
+    int    size;          /* configured maximum */
+    int    open;          /* connections made */
+    int    in_use;
+    uint64_t acquired;    /* total successful acquisitions */
+    uint64_t timeouts;    /* acquisitions that gave up */
+    double wait_seconds;  /* total time spent waiting */
+} core_db_stats_t;
+void core_db_stats(core_db_stats_t *out);
+
+/* A dedicated connection outside the pool (migrations, LISTEN). */
+PGconn *core_db_connect_direct(void);
+
+#endif

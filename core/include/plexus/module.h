@@ -1,0 +1,587 @@
+/*
+ * plexus/module.h - the Plexus plugin API (ABI 1)
+ *
+ * This is the only header a module needs. A module is a shared object that
+ * exports one symbol, plx_module_info(), defined by PLX_MODULE() below. It
+ * links against nothing of the core: the core hands it a table of function
+ * pointers (plx_api_t) before init, and the static inline wrappers at the end
+ * of this file turn every entry into a plain call, plx_route_add(...) and so on.
+ *
+ * Versioning. PLX_ABI_MAJOR changes when anything incompatible changes; every
+ * module must then be rebuilt and the core refuses the old ones. PLX_ABI_MINOR
+ * changes when entries are appended to plx_api_t or fields to a struct that
+ * starts with its size. A module built for minor N runs on a core of minor
+ * >= N; one built for a newer minor is refused, unless it only uses newer
+ * entries after testing them with PLX_API_HAS().
+ *
+ * Change log (append only):
+ *   1.0  first release
+ *
+ * JSON values are jansson's json_t: modules link jansson themselves
+ * (pkg-config plexus pulls it in), and the process has exactly one copy.
+ * Reference rules follow jansson: a parameter documented "steals" takes the
+ * caller's reference, "borrowed" means the caller keeps it.
+ *
+ * Threads: route handlers, hooks and WebSocket callbacks run on HTTP worker
+ * threads, job handlers on job worker threads, event subscribers on the
+ * emitting thread. Everything registered in init is read-only afterwards.
+ */
+#ifndef PLEXUS_MODULE_H
+#define PLEXUS_MODULE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLX_ABI_MAJOR 1
+#define PLX_ABI_MINOR 0
+
+/* "PLX1": is this a Plexus module at all */
+#define PLX_MODULE_MAGIC 0x504c5831u
+
+#if defined(__GNUC__)
+#define PLX_WUR __attribute__((warn_unused_result))
+#define PLX_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define PLX_EXPORT __attribute__((visibility("default")))
+#define PLX_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define PLX_WUR
+#define PLX_PRINTF(f, a)
+#define PLX_EXPORT
+#define PLX_HIDDEN
+#endif
+
+/* ------------------------------------------------------------------------
+ * Status: what the caller should do next. Append only; never renumber.
+ * The HTTP status lives in the response, not here.
+ */
+typedef enum plx_status {
+    PLX_OK = 0,
+    PLX_DECLINED,          /* not mine: try the next handler or hook */
+    PLX_AGAIN,             /* would block or busy: try again later */
+    PLX_ERR_NOMEM,
+    PLX_ERR_INVALID,       /* bad input from the caller or the client (400) */
+    PLX_ERR_AUTH,          /* who are you? (401) */
+    PLX_ERR_FORBIDDEN,     /* you may not (403) */
+    PLX_ERR_NOT_FOUND,     /* (404), also for another tenant's data */
+    PLX_ERR_CONFLICT,      /* (409) */
+    PLX_ERR_TOO_LARGE,     /* a bound was exceeded (413) */
+    PLX_ERR_LIMIT,         /* rate limit or quota (429) */
+    PLX_ERR_DB,            /* the database failed or is away (503) */
+    PLX_ERR_UPSTREAM,      /* an outbound HTTP call or provider failed (502) */
+    PLX_ERR_TIMEOUT,       /* an outbound call ran out of time (504) */
+    PLX_ERR_GONE,          /* the peer closed the stream or socket */
+    PLX_ERR_UNAVAILABLE,   /* shutting down or not ready (503) */
+    PLX_ERR_INTERNAL       /* a bug or an impossible state (500) */
+    /* append only: modules compiled today must mean the same thing tomorrow */
+} plx_status_t;
+
+typedef enum plx_log_level {
+    PLX_LOG_DEBUG = 0,
+    PLX_LOG_INFO,
+    PLX_LOG_WARN,
+    PLX_LOG_ERROR
+} plx_log_level_t;
+
+/* ------------------------------------------------------------------------
+ * Opaque types. Their bodies live in the core and may change freely.
+ */
+typedef struct plx_module   plx_module_t;    /* a loaded module (process lifetime) */
+typedef struct plx_request  plx_request_t;   /* one HTTP request (request lifetime) */
+typedef struct plx_sse      plx_sse_t;       /* a Server-Sent Events stream on a request */
+typedef struct plx_ws       plx_ws_t;        /* one WebSocket connection */
+typedef struct plx_job      plx_job_t;       /* one claimed job, during its handler */
+typedef struct plx_db_conn  plx_db_conn_t;   /* a pooled PostgreSQL connection */
+typedef struct plx_db_res   plx_db_res_t;    /* a query result */
+
+typedef struct plx_api plx_api_t;
+
+/* ------------------------------------------------------------------------
+ * Routes
+ */
+typedef enum plx_auth {
+    PLX_AUTH_PUBLIC = 0,   /* anyone */
+    PLX_AUTH_USER,         /* an authenticated principal (token or API key) */
+    PLX_AUTH_ADMIN,        /* a principal with the global admin role */
+    PLX_AUTH_SCOPE         /* a principal whose grant includes .scope */
+} plx_auth_t;
+
+typedef struct plx_route_opts {
+    uint32_t    size;        /* sizeof(plx_route_opts_t) at build time */
+    plx_auth_t  auth;
+    const char *scope;       /* with PLX_AUTH_SCOPE, e.g. "projects:write" */
+    const char *rate_class;  /* rate-limit class; NULL means "default" */
+    const char *summary;     /* OpenAPI summary */
+    const char *tag;         /* OpenAPI tag; NULL means the module's name */
+} plx_route_opts_t;
+
+#define PLX_ROUTE_OPTS(...) \
+    (&(const plx_route_opts_t){ .size = sizeof(plx_route_opts_t), __VA_ARGS__ })
+
+/* A route handler. It answers through the reply functions and returns
+ * PLX_OK. If it returns an error status without having answered, the core
+ * answers with the matching problem+json (the detail set by plx_error_set(),
+ * if any). */
+typedef plx_status_t (*plx_handler_fn)(plx_request_t *r, void *arg);
+
+/* WebSocket routes. connect runs on the upgrade request and may refuse it by
+ * returning an error status; the others run on the connection's thread.
+ * Per-connection state goes in plx_ws_set_data(). */
+typedef struct plx_ws_handlers {
+    uint32_t size;    /* sizeof(plx_ws_handlers_t) at build time */
+    plx_status_t (*connect)(plx_ws_t *ws, plx_request_t *r, void *arg);
+    void (*ready)(plx_ws_t *ws, void *arg);
+    /* text is 1 for a text frame (valid UTF-8, checked by the core), 0 for
+     * binary. Return PLX_OK to go on; anything else closes with 1011 unless
+     * plx_ws_close() was called. data is borrowed for the call. */
+    plx_status_t (*message)(plx_ws_t *ws, int text, const char *data,
+                            size_t len, void *arg);
+    void (*close)(plx_ws_t *ws, void *arg);
+} plx_ws_handlers_t;
+
+/* ------------------------------------------------------------------------
+ * Hooks. A hook point is a name; request.begin and request.end are the
+ * core's, modules declare their own ("ai.chat.before") and document the
+ * struct passed as data. Run rule: hooks run in order; PLX_OK and
+ * PLX_DECLINED go on, any other status stops the run and is returned. For
+ * request.begin a hook that has answered the request (plx_reply_*) ends it.
+ */
+#define PLX_HOOK_REQUEST_BEGIN "request.begin"
+#define PLX_HOOK_REQUEST_END   "request.end"
+
+#define PLX_HOOK_REALLY_FIRST (-10)
+#define PLX_HOOK_FIRST        0
+#define PLX_HOOK_MIDDLE       10
+#define PLX_HOOK_LAST         20
+#define PLX_HOOK_REALLY_LAST  30
+
+typedef struct plx_hook_order {
+    uint32_t           size;      /* sizeof(plx_hook_order_t) */
+    int                position;  /* PLX_HOOK_FIRST ... PLX_HOOK_LAST */
+    const char *const *before;    /* NULL-terminated module names, or NULL */
+    const char *const *after;     /* NULL-terminated module names, or NULL */
+} plx_hook_order_t;
+
+/* r may be NULL for hooks that are not about a request. */
+typedef plx_status_t (*plx_hook_fn)(plx_request_t *r, void *data, void *arg);
+
+/* data passed to request.end hooks */
+typedef struct plx_request_end {
+    uint32_t    size;
+    int         status;        /* HTTP status sent */
+    double      seconds;       /* time from the first byte to the last */
+    const char *method;
+    const char *route;         /* the route pattern, or NULL when none matched */
+    uint64_t    bytes_sent;
+} plx_request_end_t;
+
+/* ------------------------------------------------------------------------
+ * Events: fire-and-forget, in-process, on the emitting thread. A subscriber
+ * that must not lose an event enqueues a job from its callback.
+ */
+typedef void (*plx_event_fn)(const char *topic, json_t *payload, void *arg);
+
+/* ------------------------------------------------------------------------
+ * Jobs: durable, in PostgreSQL, at-least-once. A handler returns PLX_OK
+ * (done), PLX_AGAIN or an error (retried with exponential backoff until
+ * max_attempts, then dead with its last error).
+ */
+typedef plx_status_t (*plx_job_fn)(plx_job_t *job, void *arg);
+
+typedef struct plx_job_opts {
+    uint32_t size;           /* sizeof(plx_job_opts_t) */
+    int      delay_seconds;  /* run no earlier than now + delay */
+    int      max_attempts;   /* 0: the server's default */
+} plx_job_opts_t;
+
+/* ------------------------------------------------------------------------
+ * Memory handed to the core
+ */
+typedef void (*plx_free_fn)(void *);
+#define PLX_MEM_STATIC ((plx_free_fn)0)   /* lives at least as long as the request */
+#define PLX_MEM_COPY   ((plx_free_fn)-1)  /* the core copies it now */
+
+typedef void (*plx_cleanup_fn)(void *arg);
+
+/* ------------------------------------------------------------------------
+ * The API table. First field: its size in the running core. Entries are only
+ * ever appended; test for newer ones with PLX_API_HAS(api, name).
+ */
+struct plx_api {
+    uint32_t size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    const char *core_version;
+
+    /* ABI 1.0 -------------------------------------------------------- */
+
+    /* logging: one JSON line with the module's name and the request id */
+    void (*logv)(plx_module_t *m, plx_request_t *r, plx_log_level_t level,
+                 const char *fmt, va_list ap);
+
+    /* configuration: the module's own section of its plugins.d file,
+     * overridden by PLEXUS_<MODULE>_<KEY>; a key ending in _file names a
+     * file whose content (trimmed) is the value. Result is borrowed for the
+     * process lifetime; NULL when unset. */
+    const char *(*config_get)(plx_module_t *m, const char *key);
+    /* the core's own settings: section and key of plexus.conf */
+    const char *(*config_core_get)(const char *section, const char *key);
+
+    /* routes */
+    plx_status_t (*route_add)(plx_module_t *m, const char *method,
+                              const char *pattern, plx_handler_fn fn,
+                              void *arg, const plx_route_opts_t *opts);
+    plx_status_t (*ws_route_add)(plx_module_t *m, const char *pattern,
+                                 const plx_ws_handlers_t *h, void *arg,
+                                 const plx_route_opts_t *opts);
+
+    /* hooks, events, services */
+    plx_status_t (*hook_add)(plx_module_t *m, const char *name, plx_hook_fn fn,
+                             void *arg, const plx_hook_order_t *order);
+    plx_status_t (*hook_run)(const char *name, plx_request_t *r, void *data);
+    plx_status_t (*event_subscribe)(plx_module_t *m, const char *topic,
+                                    plx_event_fn fn, void *arg);
+    void (*event_emit)(const char *topic, json_t *payload);
+    plx_status_t (*service_register)(plx_module_t *m, const char *name,
+                                     unsigned version, const void *table);
+    const void *(*service_get)(const char *name, unsigned version);
+
+    /* jobs */
+    plx_status_t (*job_handler_add)(plx_module_t *m, const char *name,
+                                    plx_job_fn fn, void *arg);
+    plx_status_t (*job_enqueue)(plx_module_t *m, const char *handler,
+                                json_t *payload, const plx_job_opts_t *opts,
+                                char id_out[37]);
+    json_t *(*job_payload)(plx_job_t *job);
+    const char *(*job_id)(plx_job_t *job);
+    int (*job_attempt)(plx_job_t *job);
+    void (*job_error_set)(plx_job_t *job, const char *message);
+
+    /* migrations: a folder of NNNN_name.sql files for this module's schema */
+    plx_status_t (*migrations_add)(plx_module_t *m, const char *dir);
+
+    /* request: everything returned is borrowed for the request's life */
+    const char *(*request_method)(plx_request_t *r);
+    const char *(*request_path)(plx_request_t *r);
+    const char *(*request_param)(plx_request_t *r, const char *name);
+    const char *(*request_query)(plx_request_t *r, const char *name);
+    const char *(*request_header)(plx_request_t *r, const char *name);
+    const char *(*request_id)(plx_request_t *r);
+    const char *(*request_remote_addr)(plx_request_t *r);
+    plx_status_t (*request_body)(plx_request_t *r, const char **body,
+                                 size_t *len);
+    plx_status_t (*request_json)(plx_request_t *r, json_t **out);
+    void *(*request_note_get)(plx_request_t *r, const char *key);
+    void (*request_note_set)(plx_request_t *r, const char *key, void *value);
+    void *(*palloc)(plx_request_t *r, size_t n);
+    char *(*pstrdup)(plx_request_t *r, const char *s);
+    plx_status_t (*request_cleanup_add)(plx_request_t *r, plx_cleanup_fn fn,
+                                        void *arg);
+
+    /* response */
+    void (*response_header)(plx_request_t *r, const char *name,
+                            const char *value);
+    plx_status_t (*reply)(plx_request_t *r, int status, const char *type,
+                          const void *body, size_t len, plx_free_fn mem);
+    plx_status_t (*reply_json)(plx_request_t *r, int status, json_t *body);
+    plx_status_t (*reply_problemv)(plx_request_t *r, int status,
+                                   const char *code, const char *fmt,
+                                   va_list ap);
+    void (*error_set)(plx_request_t *r, const char *code, const char *detail);
+
+    /* Server-Sent Events on a request */
+    plx_sse_t *(*sse_begin)(plx_request_t *r);
+    plx_status_t (*sse_send)(plx_sse_t *s, const char *event,
+                             const char *data, size_t len);
+    int (*sse_closed)(plx_sse_t *s);
+
+    /* WebSocket */
+    plx_status_t (*ws_send)(plx_ws_t *ws, int text, const void *data,
+                            size_t len);
+    void (*ws_close)(plx_ws_t *ws, int code, const char *reason);
+    void (*ws_set_data)(plx_ws_t *ws, void *data);
+    void *(*ws_get_data)(plx_ws_t *ws);
+    const char *(*ws_param)(plx_ws_t *ws, const char *name);
+
+    /* PostgreSQL. Parameters are text (NULL for SQL NULL). db_query borrows
+     * a pooled connection for one statement; its result is freed when the
+     * request ends (r may be NULL: then the caller frees it). For
+     * transactions take a connection with db_acquire and give it back with
+     * db_release. */
+    plx_status_t (*db_query)(plx_request_t *r, const char *sql, int nparams,
+                             const char *const *params, plx_db_res_t **out);
+    plx_db_conn_t *(*db_acquire)(int timeout_ms);
+    void (*db_release)(plx_db_conn_t *c);
+    plx_status_t (*db_exec)(plx_db_conn_t *c, const char *sql, int nparams,
+                            const char *const *params, plx_db_res_t **out);
+    int (*db_rows)(const plx_db_res_t *res);
+    int (*db_cols)(const plx_db_res_t *res);
+    const char *(*db_value)(const plx_db_res_t *res, int row, int col);
+    int (*db_col)(const plx_db_res_t *res, const char *name);
+    const char *(*db_affected)(const plx_db_res_t *res);
+    const char *(*db_error)(const plx_db_res_t *res);
+    void (*db_free)(plx_db_res_t *res);
+
+    const char *(*status_str)(plx_status_t st);
+    const char *(*module_name)(plx_module_t *m);
+    /* append new entries here and bump PLX_ABI_MINOR */
+};
+
+#define PLX_API_HAS(api, fn) \
+    ((api)->size >= offsetof(plx_api_t, fn) + sizeof((api)->fn))
+
+/* ------------------------------------------------------------------------
+ * The module descriptor
+ */
+typedef struct plx_module_info {
+    uint32_t           magic;        /* PLX_MODULE_MAGIC */
+    uint16_t           abi_major;    /* must equal the core's */
+    uint16_t           abi_minor;    /* must be <= the core's */
+    uint32_t           size;         /* sizeof(plx_module_info_t) at build time */
+    const plx_api_t  **api_slot;     /* where the core stores its table */
+    const char        *name;         /* must match the plugins.d file name */
+    const char        *version;
+    const char        *description;
+    const char *const *requires;     /* NULL-terminated module names, or NULL */
+    /* init: read settings, register routes, hooks, services, jobs and
+     * migrations; no threads, no database. Runs in dependency order. */
+    plx_status_t     (*init)(plx_module_t *m);
+    /* start (optional): after migrations; threads, caches, indexes */
+    plx_status_t     (*start)(plx_module_t *m);
+    /* stop (optional): in reverse order at shutdown, for every module whose
+     * init ran, even if its init or start failed */
+    void             (*stop)(plx_module_t *m);
+} plx_module_info_t;
+
+typedef const plx_module_info_t *(*plx_module_info_fn)(void);
+#define PLX_MODULE_SYMBOL "plx_module_info"
+
+/* The module's copy of the API table, set by the core before init. */
+extern const plx_api_t *plx_api PLX_HIDDEN;
+
+#define PLX_REQUIRES(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Declare the module once, in one of its .c files:
+ *
+ *   PLX_MODULE(.name = "hello", .version = "1.0.0",
+ *              .description = "says hello",
+ *              .requires = PLX_REQUIRES("metrics"),
+ *              .init = hello_init, .stop = hello_stop);
+ */
+#define PLX_MODULE(...)                                                      \
+    const plx_api_t *plx_api;                                                \
+    static const plx_module_info_t plx_module_info_data_ = {                 \
+        .magic = PLX_MODULE_MAGIC, .abi_major = PLX_ABI_MAJOR,               \
+        .abi_minor = PLX_ABI_MINOR, .size = sizeof(plx_module_info_t),       \
+        .api_slot = &plx_api, __VA_ARGS__ };                                 \
+    PLX_EXPORT const plx_module_info_t *plx_module_info(void);               \
+    PLX_EXPORT const plx_module_info_t *plx_module_info(void)                \
+    {                                                                        \
+        return &plx_module_info_data_;                                       \
+    }
+
+/* ------------------------------------------------------------------------
+ * Wrappers: module code calls these. Each is one indirect call.
+ */
+#ifndef PLX_NO_WRAPPERS
+
+static inline PLX_PRINTF(3, 4) void
+plx_log(plx_module_t *m, plx_log_level_t lvl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    plx_api->logv(m, NULL, lvl, fmt, ap);
+    va_end(ap);
+}
+
+static inline PLX_PRINTF(4, 5) void
+plx_rlog(plx_module_t *m, plx_request_t *r, plx_log_level_t lvl,
+         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    plx_api->logv(m, r, lvl, fmt, ap);
+    va_end(ap);
+}
+
+static inline const char *plx_config_get(plx_module_t *m, const char *key)
+{ return plx_api->config_get(m, key); }
+static inline const char *plx_config_core_get(const char *s, const char *k)
+{ return plx_api->config_core_get(s, k); }
+
+static inline PLX_WUR plx_status_t
+plx_route_add(plx_module_t *m, const char *method, const char *pattern,
+              plx_handler_fn fn, void *arg, const plx_route_opts_t *opts)
+{ return plx_api->route_add(m, method, pattern, fn, arg, opts); }
+
+static inline PLX_WUR plx_status_t
+plx_ws_route_add(plx_module_t *m, const char *pattern,
+                 const plx_ws_handlers_t *h, void *arg,
+                 const plx_route_opts_t *opts)
+{ return plx_api->ws_route_add(m, pattern, h, arg, opts); }
+
+static inline PLX_WUR plx_status_t
+plx_hook_add(plx_module_t *m, const char *name, plx_hook_fn fn, void *arg,
+             const plx_hook_order_t *order)
+{ return plx_api->hook_add(m, name, fn, arg, order); }
+static inline plx_status_t
+plx_hook_run(const char *name, plx_request_t *r, void *data)
+{ return plx_api->hook_run(name, r, data); }
+
+static inline PLX_WUR plx_status_t
+plx_event_subscribe(plx_module_t *m, const char *topic, plx_event_fn fn,
+                    void *arg)
+{ return plx_api->event_subscribe(m, topic, fn, arg); }
+/* payload is borrowed */
+static inline void plx_event_emit(const char *topic, json_t *payload)
+{ plx_api->event_emit(topic, payload); }
+
+static inline PLX_WUR plx_status_t
+plx_service_register(plx_module_t *m, const char *name, unsigned version,
+                     const void *table)
+{ return plx_api->service_register(m, name, version, table); }
+static inline const void *plx_service_get(const char *name, unsigned version)
+{ return plx_api->service_get(name, version); }
+
+static inline PLX_WUR plx_status_t
+plx_job_handler_add(plx_module_t *m, const char *name, plx_job_fn fn,
+                    void *arg)
+{ return plx_api->job_handler_add(m, name, fn, arg); }
+/* payload is borrowed; id_out may be NULL */
+static inline PLX_WUR plx_status_t
+plx_job_enqueue(plx_module_t *m, const char *handler, json_t *payload,
+                const plx_job_opts_t *opts, char id_out[37])
+{ return plx_api->job_enqueue(m, handler, payload, opts, id_out); }
+static inline json_t *plx_job_payload(plx_job_t *j)
+{ return plx_api->job_payload(j); }
+static inline const char *plx_job_id(plx_job_t *j)
+{ return plx_api->job_id(j); }
+static inline int plx_job_attempt(plx_job_t *j)
+{ return plx_api->job_attempt(j); }
+static inline void plx_job_error_set(plx_job_t *j, const char *msg)
+{ plx_api->job_error_set(j, msg); }
+
+static inline PLX_WUR plx_status_t
+plx_migrations_add(plx_module_t *m, const char *dir)
+{ return plx_api->migrations_add(m, dir); }
+
+static inline const char *plx_request_method(plx_request_t *r)
+{ return plx_api->request_method(r); }
+static inline const char *plx_request_path(plx_request_t *r)
+{ return plx_api->request_path(r); }
+static inline const char *plx_request_param(plx_request_t *r, const char *n)
+{ return plx_api->request_param(r, n); }
+static inline const char *plx_request_query(plx_request_t *r, const char *n)
+{ return plx_api->request_query(r, n); }
+static inline const char *plx_request_header(plx_request_t *r, const char *n)
+{ return plx_api->request_header(r, n); }
+static inline const char *plx_request_id(plx_request_t *r)
+{ return plx_api->request_id(r); }
+static inline const char *plx_request_remote_addr(plx_request_t *r)
+{ return plx_api->request_remote_addr(r); }
+static inline PLX_WUR plx_status_t
+plx_request_body(plx_request_t *r, const char **body, size_t *len)
+{ return plx_api->request_body(r, body, len); }
+/* On success *out is a new reference released when the request ends. On
+ * failure the core has already answered 400 or 413. */
+static inline PLX_WUR plx_status_t plx_request_json(plx_request_t *r, json_t **out)
+{ return plx_api->request_json(r, out); }
+static inline void *plx_request_note_get(plx_request_t *r, const char *k)
+{ return plx_api->request_note_get(r, k); }
+static inline void plx_request_note_set(plx_request_t *r, const char *k, void *v)
+{ plx_api->request_note_set(r, k, v); }
+static inline void *plx_palloc(plx_request_t *r, size_t n)
+{ return plx_api->palloc(r, n); }
+static inline char *plx_pstrdup(plx_request_t *r, const char *s)
+{ return plx_api->pstrdup(r, s); }
+static inline PLX_WUR plx_status_t
+plx_request_cleanup_add(plx_request_t *r, plx_cleanup_fn fn, void *arg)
+{ return plx_api->request_cleanup_add(r, fn, arg); }
+
+static inline void plx_response_header(plx_request_t *r, const char *n, const char *v)
+{ plx_api->response_header(r, n, v); }
+static inline plx_status_t
+plx_reply(plx_request_t *r, int status, const char *type, const void *body,
+          size_t len, plx_free_fn mem)
+{ return plx_api->reply(r, status, type, body, len, mem); }
+/* steals body */
+static inline plx_status_t plx_reply_json(plx_request_t *r, int status, json_t *body)
+{ return plx_api->reply_json(r, status, body); }
+static inline PLX_PRINTF(4, 5) plx_status_t
+plx_reply_problem(plx_request_t *r, int status, const char *code,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    plx_status_t st;
+    va_start(ap, fmt);
+    st = plx_api->reply_problemv(r, status, code, fmt, ap);
+    va_end(ap);
+    return st;
+}
+static inline void plx_error_set(plx_request_t *r, const char *code, const char *detail)
+{ plx_api->error_set(r, code, detail); }
+
+static inline plx_sse_t *plx_sse_begin(plx_request_t *r)
+{ return plx_api->sse_begin(r); }
+static inline plx_status_t
+plx_sse_send(plx_sse_t *s, const char *event, const char *data, size_t len)
+{ return plx_api->sse_send(s, event, data, len); }
+static inline int plx_sse_closed(plx_sse_t *s)
+{ return plx_api->sse_closed(s); }
+
+static inline plx_status_t
+plx_ws_send(plx_ws_t *ws, int text, const void *data, size_t len)
+{ return plx_api->ws_send(ws, text, data, len); }
+static inline void plx_ws_close(plx_ws_t *ws, int code, const char *reason)
+{ plx_api->ws_close(ws, code, reason); }
+static inline void plx_ws_set_data(plx_ws_t *ws, void *d)
+{ plx_api->ws_set_data(ws, d); }
+static inline void *plx_ws_get_data(plx_ws_t *ws)
+{ return plx_api->ws_get_data(ws); }
+static inline const char *plx_ws_param(plx_ws_t *ws, const char *n)
+{ return plx_api->ws_param(ws, n); }
+
+static inline PLX_WUR plx_status_t
+plx_db_query(plx_request_t *r, const char *sql, int n,
+             const char *const *params, plx_db_res_t **out)
+{ return plx_api->db_query(r, sql, n, params, out); }
+static inline plx_db_conn_t *plx_db_acquire(int timeout_ms)
+{ return plx_api->db_acquire(timeout_ms); }
+static inline void plx_db_release(plx_db_conn_t *c)
+{ plx_api->db_release(c); }
+static inline PLX_WUR plx_status_t
+plx_db_exec(plx_db_conn_t *c, const char *sql, int n,
+            const char *const *params, plx_db_res_t **out)
+{ return plx_api->db_exec(c, sql, n, params, out); }
+static inline int plx_db_rows(const plx_db_res_t *res)
+{ return plx_api->db_rows(res); }
+static inline int plx_db_cols(const plx_db_res_t *res)
+{ return plx_api->db_cols(res); }
+static inline const char *plx_db_value(const plx_db_res_t *res, int row, int col)
+{ return plx_api->db_value(res, row, col); }
+static inline int plx_db_col(const plx_db_res_t *res, const char *name)
+{ return plx_api->db_col(res, name); }
+static inline const char *plx_db_affected(const plx_db_res_t *res)
+{ return plx_api->db_affected(res); }
+static inline const char *plx_db_error(const plx_db_res_t *res)
+{ return plx_api->db_error(res); }
+static inline void plx_db_free(plx_db_res_t *res)
+{ plx_api->db_free(res); }
+
+static inline const char *plx_status_str(plx_status_t st)
+{ return plx_api->status_str(st); }
+static inline const char *plx_module_name(plx_module_t *m)
+{ return plx_api->module_name(m); }
+
+#endif /* PLX_NO_WRAPPERS */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PLEXUS_MODULE_H */

@@ -1,0 +1,28 @@
+/*
+ * jobs.h - durable jobs in PostgreSQL (plexus.jobs)
+ *
+ * Enqueue inserts a row; worker threads claim due rows with
+ * FOR UPDATE SKIP LOCKED, run the handler outside the claiming transaction
+ * (the row is leased with locked_until, so a crashed instance's jobs come
+ * back), then mark done, or reschedule with exponential backoff, or dead after
+ * max_attempts with the last error.
+ */
+#ifndef PLEXUS_JOBS_H
+#define PLEXUS_JOBS_H
+
+#include "conf.h"
+
+plx_status_t core_job_handler_add(plx_module_t *m, const char *name,
+                                  plx_job_fn fn, void *arg);
+plx_status_t core_job_enqueue(plx_module_t *m, const char *handler,
+                              json_t *payload, const plx_job_opts_t *opts,
+                              char id_out[37]);
+json_t *core_job_payload(plx_job_t *job);
+const char *core_job_id(plx_job_t *job);
+int core_job_attempt(plx_job_t *job);
+void core_job_error_set(plx_job_t *job, const char *message);
+
+bool core_jobs_start(core_config_t *cfg);  /* [jobs] workers, poll_interval, ... */
+void core_jobs_stop(void);                 /* waits for running handlers */
+
+#endif

@@ -1,0 +1,9 @@
+/* bad_minor: built for a newer minor than the core provides */
+#include <plexus/module.h>
+
+#undef PLX_ABI_MINOR
+#define PLX_ABI_MINOR 99
+
+static plx_status_t bad_minor_init(plx_module_t *m) { return PLX_OK; }
+
+PLX_MODULE(.name = "bad_minor", .version = "1.0", .init = bad_minor_init);

@@ -1,0 +1,159 @@
+# tests/tests.mk - unit tests (cmocka), test plugins, integration tests.
+#
+# Tests that need PostgreSQL read PGHOST/PGPORT/PGUSER from the environment
+# (scripts/test.sh starts a throw-away cluster and sets them). Without them
+# they exit 77 (skipped) and say so.
+
+if HAVE_CMOCKA
+
+AM_TESTS_ENVIRONMENT = \
+	PLX_SRCDIR='$(abs_top_srcdir)'; export PLX_SRCDIR; \
+	PLX_BUILDDIR='$(abs_top_builddir)'; export PLX_BUILDDIR; \
+	ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"; export ASAN_OPTIONS; \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"; export UBSAN_OPTIONS;
+
+test_cflags = $(core_cflags) $(CMOCKA_CFLAGS) -DPLX_UNIT_TESTS \
+	-I$(top_srcdir)/tests/support
+test_libs = $(CMOCKA_LIBS) $(core_libs)
+
+# ---- shared test support: server launcher, HTTP and WebSocket clients,
+# ---- a TCP proxy that can play a dead database, throw-away databases
+noinst_LTLIBRARIES = tests/support/libplxtest.la
+tests_support_libplxtest_la_SOURCES = \
+	tests/support/harness.c tests/support/harness.h \
+	tests/support/http_client.c tests/support/ws_client.c \
+	tests/support/tcp_proxy.c tests/support/pgtest.c tests/support/pgtest.h
+tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
+	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
+tests_support_libplxtest_la_LIBADD = $(LIBCURL_LIBS) $(LIBPQ_LIBS) \
+	$(JANSSON_LIBS) $(OPENSSL_LIBS) $(CMOCKA_LIBS) $(PTHREAD_LIBS)
+itest_cflags = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBCURL_CFLAGS) \
+	$(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/tests/support \
+	-I$(top_srcdir)/core/include
+itest_libs = tests/support/libplxtest.la
+
+# ---- unit tests: the core's pure parts, linked against its objects -------
+UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
+	tests/unit/test_registry tests/unit/test_json tests/unit/test_util \
+	tests/unit/test_loader tests/unit/test_migrate
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+
+tests_unit_test_router_SOURCES = tests/unit/test_router.c core/router.c core/util.c core/log.c
+tests_unit_test_router_CFLAGS = $(test_cflags)
+tests_unit_test_router_LDADD = $(test_libs)
+
+tests_unit_test_json_SOURCES = tests/unit/test_json.c core/json.c core/util.c core/log.c
+tests_unit_test_json_CFLAGS = $(test_cflags)
+tests_unit_test_json_LDADD = $(test_libs)
+
+tests_unit_test_util_SOURCES = tests/unit/test_util.c core/util.c core/log.c
+tests_unit_test_util_CFLAGS = $(test_cflags)
+tests_unit_test_util_LDADD = $(test_libs)
+
+tests_unit_test_config_SOURCES = tests/unit/test_config.c core/config.c core/util.c core/log.c
+tests_unit_test_config_CFLAGS = $(test_cflags)
+tests_unit_test_config_LDADD = $(test_libs)
+
+tests_unit_test_registry_SOURCES = tests/unit/test_registry.c core/registry.c core/util.c core/log.c
+tests_unit_test_registry_CFLAGS = $(test_cflags)
+tests_unit_test_registry_LDADD = $(test_libs)
+
+# the loader and migration runner need the whole core
+tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
+tests_unit_test_loader_CFLAGS = $(test_cflags)
+tests_unit_test_loader_LDADD = $(test_libs)
+
+tests_unit_test_migrate_SOURCES = tests/unit/test_migrate.c $(CORE_SOURCES)
+tests_unit_test_migrate_CFLAGS = $(test_cflags)
+tests_unit_test_migrate_LDADD = $(test_libs) tests/support/libplxtest.la
+
+# ---- test plugins: each a shared object loaded by the loader tests -------
+test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \
+	-export-symbols-regex '^plx_module_info$$' $(AM_LDFLAGS)
+test_plugin_cflags = $(module_cflags) -I$(top_srcdir)/core/include
+TEST_PLUGINS = tests/plugins/good.la tests/plugins/bad_major.la \
+	tests/plugins/bad_minor.la tests/plugins/no_descriptor.la \
+	tests/plugins/bad_magic.la tests/plugins/needs_missing.la \
+	tests/plugins/cycle_a.la tests/plugins/cycle_b.la \
+	tests/plugins/dup_route.la tests/plugins/order_probe.la \
+	tests/plugins/init_fails.la tests/plugins/example.la \
+	tests/plugins/after_good.la
+check_LTLIBRARIES += $(TEST_PLUGINS)
+tests_plugins_good_la_SOURCES = tests/plugins/good.c
+tests_plugins_good_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_good_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_bad_major_la_SOURCES = tests/plugins/bad_major.c
+tests_plugins_bad_major_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_bad_major_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_bad_minor_la_SOURCES = tests/plugins/bad_minor.c
+tests_plugins_bad_minor_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_bad_minor_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_no_descriptor_la_SOURCES = tests/plugins/no_descriptor.c
+tests_plugins_no_descriptor_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_no_descriptor_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere $(AM_LDFLAGS)
+tests_plugins_bad_magic_la_SOURCES = tests/plugins/bad_magic.c
+tests_plugins_bad_magic_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_bad_magic_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_needs_missing_la_SOURCES = tests/plugins/needs_missing.c
+tests_plugins_needs_missing_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_needs_missing_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_cycle_a_la_SOURCES = tests/plugins/cycle_a.c
+tests_plugins_cycle_a_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_cycle_a_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_cycle_b_la_SOURCES = tests/plugins/cycle_b.c
+tests_plugins_cycle_b_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_cycle_b_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_dup_route_la_SOURCES = tests/plugins/dup_route.c
+tests_plugins_dup_route_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_dup_route_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_order_probe_la_SOURCES = tests/plugins/order_probe.c
+tests_plugins_order_probe_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_order_probe_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_init_fails_la_SOURCES = tests/plugins/init_fails.c
+tests_plugins_init_fails_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_init_fails_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_after_good_la_SOURCES = tests/plugins/after_good.c
+tests_plugins_after_good_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_after_good_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_example_la_SOURCES = tests/plugins/example/example.c
+tests_plugins_example_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_example_la_LDFLAGS = $(test_plugin_ldflags)
+
+# ---- integration tests: a real plexusd, a real PostgreSQL, HTTP and WS ---
+INTEGRATION_TESTS = tests/integration/test_http tests/integration/test_streams \
+	tests/integration/test_database tests/integration/test_jobs \
+	tests/integration/test_lifecycle tests/integration/test_cli \
+	tests/integration/test_idle_connections
+check_PROGRAMS += $(INTEGRATION_TESTS)
+TESTS += $(INTEGRATION_TESTS)
+tests_integration_test_http_SOURCES = tests/integration/test_http.c
+tests_integration_test_http_CFLAGS = $(itest_cflags)
+tests_integration_test_http_LDADD = $(itest_libs)
+tests_integration_test_streams_SOURCES = tests/integration/test_streams.c
+tests_integration_test_streams_CFLAGS = $(itest_cflags)
+tests_integration_test_streams_LDADD = $(itest_libs)
+tests_integration_test_database_SOURCES = tests/integration/test_database.c
+tests_integration_test_database_CFLAGS = $(itest_cflags)
+tests_integration_test_database_LDADD = $(itest_libs)
+tests_integration_test_jobs_SOURCES = tests/integration/test_jobs.c
+tests_integration_test_jobs_CFLAGS = $(itest_cflags)
+tests_integration_test_jobs_LDADD = $(itest_libs)
+tests_integration_test_lifecycle_SOURCES = tests/integration/test_lifecycle.c
+tests_integration_test_lifecycle_CFLAGS = $(itest_cflags)
+tests_integration_test_lifecycle_LDADD = $(itest_libs)
+tests_integration_test_cli_SOURCES = tests/integration/test_cli.c
+tests_integration_test_cli_CFLAGS = $(itest_cflags)
+tests_integration_test_cli_LDADD = $(itest_libs)
+tests_integration_test_idle_connections_SOURCES = tests/integration/test_idle_connections.c
+tests_integration_test_idle_connections_CFLAGS = $(itest_cflags)
+tests_integration_test_idle_connections_LDADD = $(itest_libs)
+
+# the example third-party module, built out of tree against an installed
+# copy of the headers and plexus.pc, then loaded by a server
+TESTS += tests/example_module.sh
+EXTRA_DIST += tests/example_module.sh tests/plugins/example/Makefile \
+	tests/plugins/example/README.md tests/plugins/example/example.conf \
+	tests/plugins/example/sql/0001_records.sql
+
+endif
