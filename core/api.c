@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "db.h"
 #include "http.h"
+#include "identity/identity.h"
 #include "jobs.h"
 #include "loader.h"
 #include "migrate.h"
@@ -42,6 +43,28 @@ static const char *api_config_core_get(const char *section, const char *key)
 static const char *api_module_name(plx_module_t *m)
 {
     return m ? m->name : NULL;
+}
+
+#define VIEW_SET(out, f, v)                                                 \
+    do {                                                                    \
+        if ((out)->size >= offsetof(plx_module_view_t, f) + sizeof((out)->f)) \
+            (out)->f = (v);                                                 \
+    } while (0)
+
+static plx_status_t api_module_at(size_t i, plx_module_view_t *out)
+{
+    plx_module_t *m = core_module_at(i);
+
+    if (!out || out->size < sizeof(out->size))
+        return PLX_ERR_INVALID;
+    if (!m || !m->info)
+        return PLX_ERR_NOT_FOUND;
+    VIEW_SET(out, name, m->name);
+    VIEW_SET(out, version, m->info->version);
+    VIEW_SET(out, description, m->info->description);
+    VIEW_SET(out, abi_major, m->info->abi_major);
+    VIEW_SET(out, abi_minor, m->info->abi_minor);
+    return PLX_OK;
 }
 
 static const plx_api_t api = {
@@ -118,6 +141,15 @@ static const plx_api_t api = {
 
     .status_str = core_status_str,
     .module_name = api_module_name,
+
+    .request_user_id = core_request_user_id,
+    .request_is_admin = core_request_is_admin,
+    .request_has_scope = core_request_has_scope,
+    .team_role = core_team_role,
+    .audit = core_audit,
+    .core_stats = core_stats,
+
+    .module_at = api_module_at,
 };
 
 const plx_api_t *core_api(void)

@@ -59,6 +59,9 @@ int core_status_http(plx_status_t st);
 /* read a whole small file (secrets, SQL) with a size bound; caller frees */
 char *core_read_file(const char *path, size_t max, size_t *len_out);
 
+/* stats.c: the core's counters for the metrics module; out->size set */
+void core_stats(plx_core_stats_t *out);
+
 /* the table handed to modules (api.c) */
 const plx_api_t *core_api(void);
 

@@ -96,10 +96,13 @@ static plx_status_t health_summary(plx_request_t *r, void *arg)
                                               "state",
                                               core_module_state_str(m->state)));
     }
+    char abi[16];
+
+    snprintf(abi, sizeof abi, "%d.%d", PLX_ABI_MAJOR, PLX_ABI_MINOR);
     json_t *body = json_pack("{s:s, s:s, s:s, s:f, s:o}",
                              "status", "ok",
                              "version", PACKAGE_VERSION,
-                             "abi", PLX_ABI_STRING,
+                             "abi", abi,
                              "uptime_seconds", core_now() - started_at,
                              "modules", mods);
     return core_reply_json(r, 200, body);
@@ -109,6 +112,7 @@ bool core_health_register(void)
 {
     plx_module_t *self = core_module_self();
     const plx_route_opts_t *opts = PLX_ROUTE_OPTS(.auth = PLX_AUTH_PUBLIC,
+                                                  .rate_class = "none",
                                                   .tag = "health");
 
     started_at = core_now();

@@ -26,7 +26,9 @@
 
 #define HTTP_WS_TIMEOUT_MS "30000"   /* idle WebSocket: ping, then drop a dead peer */
 #define HTTP_LISTEN_BACKLOG "1024"
-#define HTTP_ENGINE_STOP_MS 3000      /* mg_stop after the grace period */
+/* mg_stop after the grace period: joining a thousand idle workers takes
+ * seconds under a sanitizer; grace + this stays under systemd's stop timeout */
+#define HTTP_ENGINE_STOP_MS 15000
 
 http_settings_t http_settings = {
     .max_body = 1048576,
@@ -202,6 +204,13 @@ bool core_http_stopping(void)
     return atomic_load(&stopping);
 }
 
+size_t core_http_in_flight(void)
+{
+    int n = atomic_load(&inflight);
+
+    return n > 0 ? (size_t)n : 0;
+}
+
 /* ---- CORS ------------------------------------------------------------------ */
 
 static bool origin_listed(const char *origin)
@@ -319,17 +328,6 @@ static void answer_no_route(plx_request_t *r, const char *method)
     }
 }
 
-static bool principal_has_scope(const core_principal_t *p, const char *scope)
-{
-    if (!p->scopes)
-        return true;   /* every scope of the user */
-    for (size_t i = 0; p->scopes[i]; i++) {
-        if (strcmp(p->scopes[i], scope) == 0)
-            return true;
-    }
-    return false;
-}
-
 static bool auth_allows(plx_request_t *r, const core_route_t *rt)
 {
     char detail[HTTP_MAX_DETAIL];
@@ -345,7 +343,7 @@ static bool auth_allows(plx_request_t *r, const core_route_t *rt)
         http_reply_problem(r, 403, "forbidden", NULL, 0, "this route requires the admin role");
         return false;
     }
-    if (rt->auth == PLX_AUTH_SCOPE && !principal_has_scope(&r->principal, rt->scope)) {
+    if (rt->auth == PLX_AUTH_SCOPE && !core_request_has_scope(r, rt->scope)) {
         snprintf(detail, sizeof detail, "this route requires the scope \"%.128s\"", rt->scope);
         http_reply_problem(r, 403, "forbidden", NULL, 0, detail);
         return false;
@@ -549,6 +547,13 @@ static bool engine_init(void)
     return false;
 }
 
+/* request.begin stops at the first hook that answered (an auth refusal,
+ * a rate limit): later hooks must not add to a response already sent */
+static bool request_answered(plx_request_t *r)
+{
+    return r->replied;
+}
+
 bool core_http_start(core_config_t *cfg)
 {
     const char *listen = core_config_get(cfg, "server", "listen");
@@ -561,6 +566,7 @@ bool core_http_start(core_config_t *cfg)
 
     if (http_ctx)
         return true;
+    core_hooks_set_answered_check(request_answered);
     atomic_store(&stopping, false);
     settings_load(cfg);
     ports = listen_ports(listen && *listen ? listen : "127.0.0.1:8080", http_settings.tls);

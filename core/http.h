@@ -33,15 +33,28 @@ bool core_http_start(core_config_t *cfg);
 void core_http_stop(long grace_ms);
 /* true once core_http_stop has begun */
 bool core_http_stopping(void);
+/* HTTP requests being handled right now (WebSocket connections not included) */
+size_t core_http_in_flight(void);
 
 /* Set by identity (later) through request.begin hooks: who is calling. The
  * router enforces plx_route_opts.auth against it before the handler runs. */
 typedef struct core_principal {
     char user_id[37];
     bool admin;
+    bool api_key;               /* authenticated by an API key, not a session */
+    char session_id[37];        /* the session of an access token, else "" */
     const char *const *scopes;  /* NULL: all scopes of the user */
 } core_principal_t;
 void core_request_principal_set(plx_request_t *r, const core_principal_t *p);
+/* NULL when anonymous; borrowed for the request */
+const core_principal_t *core_request_principal(plx_request_t *r);
+const char *core_request_user_id(plx_request_t *r);
+int core_request_is_admin(plx_request_t *r);
+int core_request_has_scope(plx_request_t *r, const char *scope);
+/* The matched route's rate-limit class ("default" when the route set none),
+ * for the rate-limit hook; NULL when no route matched. Borrowed: the route
+ * table lives for the process. */
+const char *core_request_rate_class(plx_request_t *r);
 
 /* request API behind the table (http_request.c) */
 const char *core_request_method(plx_request_t *r);

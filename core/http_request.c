@@ -315,7 +315,10 @@ void core_request_principal_set(plx_request_t *r, const core_principal_t *p)
     if (!p)
         return;
     snprintf(r->principal.user_id, sizeof r->principal.user_id, "%s", p->user_id);
+    snprintf(r->principal.session_id, sizeof r->principal.session_id, "%s",
+             p->session_id);
     r->principal.admin = p->admin;
+    r->principal.api_key = p->api_key;
     if (!p->scopes)
         return;   /* NULL: every scope of the user */
     while (p->scopes[n] && n < HTTP_MAX_SCOPES)
@@ -331,6 +334,43 @@ void core_request_principal_set(plx_request_t *r, const core_principal_t *p)
         scopes[i] = core_pstrdup(r, p->scopes[i]);
     scopes[n] = NULL;
     r->principal.scopes = scopes;
+}
+
+const core_principal_t *core_request_principal(plx_request_t *r)
+{
+    return r && r->has_principal ? &r->principal : NULL;
+}
+
+const char *core_request_user_id(plx_request_t *r)
+{
+    return r && r->has_principal ? r->principal.user_id : NULL;
+}
+
+int core_request_is_admin(plx_request_t *r)
+{
+    return r && r->has_principal && r->principal.admin;
+}
+
+int core_request_has_scope(plx_request_t *r, const char *scope)
+{
+    if (!r || !r->has_principal || !scope)
+        return 0;
+    if (!r->principal.scopes)
+        return 1;   /* a user's own token: every scope of the user */
+    for (size_t i = 0; r->principal.scopes[i]; i++) {
+        if (strcmp(r->principal.scopes[i], scope) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+const char *core_request_rate_class(plx_request_t *r)
+{
+    const core_route_t *rt = r ? r->match.route : NULL;
+
+    if (!rt)
+        return NULL;
+    return rt->rate_class ? rt->rate_class : "default";
 }
 
 /* ---- the body ------------------------------------------------------------- */

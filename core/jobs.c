@@ -89,6 +89,9 @@ static struct {
 
 static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
 
+/* outcomes recorded by this process since start, for core_stats */
+static atomic_uint_fast64_t outcomes[3];
+
 PLX_STATIC long core_jobs_backoff_ms(long base_ms, long max_ms, int attempts);
 
 /* ---- pure helpers -------------------------------------------------------- */
@@ -434,6 +437,8 @@ static void finish(const char *who, const plx_job_t *job, job_outcome_t out,
     if (strcmp(core_db_affected(res), "1") != 0)
         LOG_WARN("job \"%s\" (\"%s\") lost its lease while running; another "
                  "worker has it now", job->id, job->handler);
+    else
+        atomic_fetch_add_explicit(&outcomes[out], 1, memory_order_relaxed);
     core_db_free(res);
 }
 
@@ -654,6 +659,13 @@ bool core_jobs_start(core_config_t *cfg)
     LOG_INFO("%d job worker%s started", jobs.nthreads,
              jobs.nthreads == 1 ? "" : "s");
     return true;
+}
+
+void core_jobs_outcomes(uint64_t *done, uint64_t *retried, uint64_t *dead)
+{
+    *done = atomic_load_explicit(&outcomes[JOB_DONE], memory_order_relaxed);
+    *retried = atomic_load_explicit(&outcomes[JOB_RETRY], memory_order_relaxed);
+    *dead = atomic_load_explicit(&outcomes[JOB_DEAD], memory_order_relaxed);
 }
 
 /* Wakes every worker and waits for them: a running handler finishes

@@ -24,5 +24,8 @@ void core_job_error_set(plx_job_t *job, const char *message);
 
 bool core_jobs_start(core_config_t *cfg);  /* [jobs] workers, poll_interval, ... */
 void core_jobs_stop(void);                 /* waits for running handlers */
+/* outcomes written back by this process since start (core_stats): done,
+ * queued again for a retry, dead */
+void core_jobs_outcomes(uint64_t *done, uint64_t *retried, uint64_t *dead);
 
 #endif

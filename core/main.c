@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "db.h"
 #include "http.h"
+#include "identity/identity.h"
 #include "jobs.h"
 #include "loader.h"
 #include "migrate.h"
@@ -26,13 +27,14 @@
 #define EXIT_CONFIG 2
 
 typedef enum command { CMD_SERVE, CMD_MIGRATE, CMD_MIGRATE_STATUS,
-                       CMD_MODULES } command_t;
+                       CMD_MODULES, CMD_CREATE_ADMIN } command_t;
 
 typedef struct options {
     const char *config;
     bool        check_config;
     bool        dump_hooks;
     command_t   command;
+    const char *email;          /* create-admin --email */
 } options_t;
 
 static void usage(FILE *out)
@@ -45,6 +47,9 @@ static void usage(FILE *out)
             "  migrate          apply pending database migrations and exit\n"
             "  migrate status   list migrations and whether they are applied\n"
             "  modules          list configured modules: name, version, ABI, file, state\n"
+            "  create-admin --email E\n"
+            "                   create an admin (password from PLEXUS_ADMIN_PASSWORD or\n"
+            "                   one line of stdin), or promote an existing user\n"
             "\n"
             "options:\n"
             "  -c, --config FILE   main configuration file (default %s/plexus.conf)\n"
@@ -63,6 +68,7 @@ static int parse_args(int argc, char **argv, options_t *o)
         { "dump-hooks", no_argument, NULL, 'd' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
+        { "email", required_argument, NULL, 'e' },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -73,6 +79,7 @@ static int parse_args(int argc, char **argv, options_t *o)
         case 'c': o->config = optarg; break;
         case 'k': o->check_config = true; break;
         case 'd': o->dump_hooks = true; break;
+        case 'e': o->email = optarg; break;
         case 'V':
             printf("plexusd %s (plugin ABI %d.%d)\n", PACKAGE_VERSION,
                    PLX_ABI_MAJOR, PLX_ABI_MINOR);
@@ -92,9 +99,18 @@ static int parse_args(int argc, char **argv, options_t *o)
         o->command = CMD_MIGRATE_STATUS;
     else if (argc == 1 && strcmp(argv[0], "modules") == 0)
         o->command = CMD_MODULES;
-    else {
+    else if (argc == 1 && strcmp(argv[0], "create-admin") == 0 && o->email)
+        o->command = CMD_CREATE_ADMIN;
+    else if (argc == 1 && strcmp(argv[0], "create-admin") == 0) {
+        fprintf(stderr, "plexusd: create-admin needs --email ADDRESS\n");
+        return -1;
+    } else {
         fprintf(stderr, "plexusd: unknown command \"%s\"\n", argv[0]);
         usage(stderr);
+        return -1;
+    }
+    if (o->email && o->command != CMD_CREATE_ADMIN) {
+        fprintf(stderr, "plexusd: --email belongs to the create-admin command\n");
         return -1;
     }
     return 0;
@@ -130,7 +146,10 @@ static bool prepare(const options_t *o)
     if (!setup_logging())
         LOG_WARN("unknown log.level \"%s\", using info",
                  core_config_get(core_cfg, "log", "level"));
-    if (!core_db_setup(core_cfg))
+    /* only a server (and a check of its configuration) needs the signing
+     * and sealing keys; migrate, modules and create-admin run without */
+    bool keys = o->command == CMD_SERVE || o->check_config;
+    if (!core_db_setup(core_cfg) || !core_identity_setup(core_cfg, keys))
         return false;
     return core_modules_load(core_cfg, module_dir());
 }
@@ -143,7 +162,7 @@ static bool initialise(void)
     snprintf(dir, sizeof dir, "%s/sql",
              core_config_get(core_cfg, "server", "data_dir"));
     core_migrations_set_core_dir(dir);
-    if (!core_health_register())
+    if (!core_health_register() || !core_identity_register())
         return false;
     if (!core_modules_init())
         return false;
@@ -238,6 +257,10 @@ static int run(const options_t *o)
         return core_migrate_apply() ? EXIT_SUCCESS : EXIT_FAILURE;
     case CMD_MIGRATE_STATUS:
         return core_migrate_status(stdout) ? EXIT_SUCCESS : EXIT_FAILURE;
+    case CMD_CREATE_ADMIN:
+        /* the users table must exist: migrate first, as `migrate` does */
+        return core_migrate_apply() ? core_identity_create_admin(o->email)
+                                    : EXIT_FAILURE;
     default:
         return serve();
     }
@@ -247,6 +270,7 @@ static void teardown(void)
 {
     core_jobs_stop();
     core_modules_stop();
+    core_identity_shutdown();
     core_db_shutdown();
     core_registry_free();
     core_routes_free();

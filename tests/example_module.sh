@@ -49,6 +49,8 @@ cat > "$stage/etc/plexus.conf" <<CONF
 listen = 127.0.0.1:$port
 threads = 16
 data_dir = $S
+# throw-away signing and sealing keys: this test is about the module
+dev_mode = yes
 [database]
 url = host=$PGHOST port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$db
 CONF

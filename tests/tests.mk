@@ -22,7 +22,9 @@ noinst_LTLIBRARIES = tests/support/libplxtest.la
 tests_support_libplxtest_la_SOURCES = \
 	tests/support/harness.c tests/support/harness.h \
 	tests/support/http_client.c tests/support/ws_client.c \
-	tests/support/tcp_proxy.c tests/support/pgtest.c tests/support/pgtest.h
+	tests/support/tcp_proxy.c tests/support/pgtest.c \
+	tests/support/smtp_sink.c tests/support/smtp_sink.h \
+	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h
 tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
 tests_support_libplxtest_la_LIBADD = $(LIBCURL_LIBS) $(LIBPQ_LIBS) \
@@ -35,7 +37,8 @@ itest_libs = tests/support/libplxtest.la
 # ---- unit tests: the core's pure parts, linked against its objects -------
 UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
 	tests/unit/test_registry tests/unit/test_json tests/unit/test_util \
-	tests/unit/test_loader tests/unit/test_migrate
+	tests/unit/test_loader tests/unit/test_migrate \
+	tests/unit/test_identity_crypto
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
@@ -59,6 +62,11 @@ tests_unit_test_registry_SOURCES = tests/unit/test_registry.c core/registry.c co
 tests_unit_test_registry_CFLAGS = $(test_cflags)
 tests_unit_test_registry_LDADD = $(test_libs)
 
+tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
+	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
+tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
+tests_unit_test_identity_crypto_LDADD = $(test_libs)
+
 # the loader and migration runner need the whole core
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
 tests_unit_test_loader_CFLAGS = $(test_cflags)
@@ -78,7 +86,7 @@ TEST_PLUGINS = tests/plugins/good.la tests/plugins/bad_major.la \
 	tests/plugins/cycle_a.la tests/plugins/cycle_b.la \
 	tests/plugins/dup_route.la tests/plugins/order_probe.la \
 	tests/plugins/init_fails.la tests/plugins/example.la \
-	tests/plugins/after_good.la
+	tests/plugins/after_good.la tests/plugins/authz_probe.la
 check_LTLIBRARIES += $(TEST_PLUGINS)
 tests_plugins_good_la_SOURCES = tests/plugins/good.c
 tests_plugins_good_la_CFLAGS = $(test_plugin_cflags)
@@ -116,6 +124,9 @@ tests_plugins_init_fails_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_after_good_la_SOURCES = tests/plugins/after_good.c
 tests_plugins_after_good_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_after_good_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_authz_probe_la_SOURCES = tests/plugins/authz_probe.c
+tests_plugins_authz_probe_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_authz_probe_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_example_la_SOURCES = tests/plugins/example/example.c
 tests_plugins_example_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_example_la_LDFLAGS = $(test_plugin_ldflags)
@@ -124,7 +135,10 @@ tests_plugins_example_la_LDFLAGS = $(test_plugin_ldflags)
 INTEGRATION_TESTS = tests/integration/test_http tests/integration/test_streams \
 	tests/integration/test_database tests/integration/test_jobs \
 	tests/integration/test_lifecycle tests/integration/test_cli \
-	tests/integration/test_idle_connections
+	tests/integration/test_idle_connections \
+	tests/integration/test_auth tests/integration/test_mfa \
+	tests/integration/test_teams tests/integration/test_apikeys \
+	tests/integration/test_admin tests/integration/test_ratelimit
 check_PROGRAMS += $(INTEGRATION_TESTS)
 TESTS += $(INTEGRATION_TESTS)
 tests_integration_test_http_SOURCES = tests/integration/test_http.c
@@ -148,6 +162,25 @@ tests_integration_test_cli_LDADD = $(itest_libs)
 tests_integration_test_idle_connections_SOURCES = tests/integration/test_idle_connections.c
 tests_integration_test_idle_connections_CFLAGS = $(itest_cflags)
 tests_integration_test_idle_connections_LDADD = $(itest_libs)
+
+tests_integration_test_auth_SOURCES = tests/integration/test_auth.c
+tests_integration_test_auth_CFLAGS = $(itest_cflags)
+tests_integration_test_auth_LDADD = $(itest_libs)
+tests_integration_test_mfa_SOURCES = tests/integration/test_mfa.c
+tests_integration_test_mfa_CFLAGS = $(itest_cflags)
+tests_integration_test_mfa_LDADD = $(itest_libs)
+tests_integration_test_teams_SOURCES = tests/integration/test_teams.c
+tests_integration_test_teams_CFLAGS = $(itest_cflags)
+tests_integration_test_teams_LDADD = $(itest_libs)
+tests_integration_test_apikeys_SOURCES = tests/integration/test_apikeys.c
+tests_integration_test_apikeys_CFLAGS = $(itest_cflags)
+tests_integration_test_apikeys_LDADD = $(itest_libs)
+tests_integration_test_admin_SOURCES = tests/integration/test_admin.c
+tests_integration_test_admin_CFLAGS = $(itest_cflags)
+tests_integration_test_admin_LDADD = $(itest_libs)
+tests_integration_test_ratelimit_SOURCES = tests/integration/test_ratelimit.c
+tests_integration_test_ratelimit_CFLAGS = $(itest_cflags)
+tests_integration_test_ratelimit_LDADD = $(itest_libs)
 
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server

@@ -80,8 +80,8 @@ static int setup(void **state)
     assert_int_equal(mkdir(path, 0700), 0);
     snprintf(path, sizeof path, "%s/plexus.conf", dir);
     char text[1024];
-    snprintf(text, sizeof text, "[server]\nlisten = 127.0.0.1:0\ndata_dir = %s\n",
-             srcdir);
+    snprintf(text, sizeof text, "[server]\nlisten = 127.0.0.1:0\ndata_dir = %s\n"
+             "dev_mode = yes\n", srcdir);
     write_file(path, text);
     module_conf("example", "yes");
     module_conf("good", "no");
@@ -99,7 +99,7 @@ static void test_version(void **state)
 {
     char *out;
     assert_int_equal(plexusd(NULL, "--version", &out), 0);
-    assert_non_null(strstr(out, "plexusd " PACKAGE_VERSION " (plugin ABI 1.0)"));
+    assert_non_null(strstr(out, "plexusd " PACKAGE_VERSION " (plugin ABI 1.2)"));
 }
 
 static void test_check_config_ok(void **state)
@@ -178,7 +178,7 @@ static void test_migrate_and_status(void **state)
     snprintf(env, sizeof env, "PLEXUS_DATABASE_URL='%s'", conninfo);
     snprintf(args, sizeof args, "--config %s/plexus.conf migrate status", dir);
     assert_int_equal(plexusd(env, args, &out), 0);
-    assert_non_null(strstr(out, "0 applied, 2 pending"));
+    assert_non_null(strstr(out, "0 applied, 3 pending"));
 
     snprintf(args, sizeof args, "--config %s/plexus.conf migrate", dir);
     assert_int_equal(plexusd(env, args, &out), 0);
@@ -190,7 +190,7 @@ static void test_migrate_and_status(void **state)
     assert_non_null(strstr(out, "0001_core.sql"));
     assert_non_null(strstr(out, "example"));
     assert_non_null(strstr(out, "0001_records.sql"));
-    assert_non_null(strstr(out, "2 applied, 0 pending, 0 changed"));
+    assert_non_null(strstr(out, "3 applied, 0 pending, 0 changed"));
     pgtest_db_drop(name);
     free(conninfo);
 }

@@ -323,6 +323,9 @@ static int write_main_conf(const plxt_server_t *s, const plxt_server_opts_t *o)
     conf_default(&b, cfg, "server", "plugins_dir", plugins);
     conf_default(&b, cfg, "server", "module_dir", module_dir);
     conf_default(&b, cfg, "log", "level", "info");
+    /* identity refuses to start without its keys outside dev mode; tests
+     * that need real keys set them (and dev_mode = no) themselves */
+    conf_default(&b, cfg, "server", "dev_mode", "yes");
     if (o->db_url)
         conf_default(&b, cfg, "database", "url", o->db_url);
     if (cfg)

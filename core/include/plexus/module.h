@@ -16,6 +16,9 @@
  *
  * Change log (append only):
  *   1.0  first release
+ *   1.1  request_user_id, request_is_admin, request_has_scope, team_role,
+ *        audit, core_stats
+ *   1.2  module_at (plx_module_view_t)
  *
  * JSON values are jansson's json_t: modules link jansson themselves
  * (pkg-config plexus pulls it in), and the process has exactly one copy.
@@ -40,7 +43,7 @@ extern "C" {
 #endif
 
 #define PLX_ABI_MAJOR 1
-#define PLX_ABI_MINOR 0
+#define PLX_ABI_MINOR 2
 
 /* "PLX1": is this a Plexus module at all */
 #define PLX_MODULE_MAGIC 0x504c5831u
@@ -116,7 +119,9 @@ typedef struct plx_route_opts {
     uint32_t    size;        /* sizeof(plx_route_opts_t) at build time */
     plx_auth_t  auth;
     const char *scope;       /* with PLX_AUTH_SCOPE, e.g. "projects:write" */
-    const char *rate_class;  /* rate-limit class; NULL means "default" */
+    const char *rate_class;  /* rate-limit class ([ratelimit] default, auth,
+                              * ai, webhooks); NULL means "default", "none"
+                              * exempts the route (health, metrics) */
     const char *summary;     /* OpenAPI summary */
     const char *tag;         /* OpenAPI tag; NULL means the module's name */
 } plx_route_opts_t;
@@ -208,6 +213,49 @@ typedef void (*plx_free_fn)(void *);
 #define PLX_MEM_COPY   ((plx_free_fn)-1)  /* the core copies it now */
 
 typedef void (*plx_cleanup_fn)(void *arg);
+
+/* ------------------------------------------------------------------------
+ * Identity (1.1): a caller's role in a team, ordered so that a comparison
+ * reads as "at least": role >= PLX_ROLE_MEMBER.
+ */
+typedef enum plx_role {
+    PLX_ROLE_NONE = 0,     /* not a member: answer 404, not 403 */
+    PLX_ROLE_VIEWER,
+    PLX_ROLE_MEMBER,
+    PLX_ROLE_ADMIN,
+    PLX_ROLE_OWNER
+} plx_role_t;
+
+/* Core counters (1.1), for the metrics module. Filled by core_stats. */
+typedef struct plx_core_stats {
+    uint32_t size;                 /* set by the caller: sizeof at build time */
+    double   start_time;           /* process start, unix seconds */
+    uint64_t requests_in_flight;
+    uint64_t sse_open;
+    uint64_t ws_open;
+    int      db_pool_size;         /* configured maximum */
+    int      db_pool_open;
+    int      db_pool_in_use;
+    uint64_t db_acquired;          /* successful acquisitions since start */
+    uint64_t db_acquire_timeouts;
+    double   db_wait_seconds;      /* total time spent waiting to acquire */
+    uint64_t jobs_done;            /* outcomes in this process since start */
+    uint64_t jobs_retried;
+    uint64_t jobs_dead;
+    int64_t  jobs_queued;          /* all instances; -1 when the database is away */
+    int64_t  jobs_running;
+} plx_core_stats_t;
+
+/* One loaded module as module_at (1.2) describes it, for the metrics
+ * module's plexus_module_info and for admin surfaces. */
+typedef struct plx_module_view {
+    uint32_t    size;          /* set by the caller: sizeof at build time */
+    const char *name;          /* borrowed for the process lifetime */
+    const char *version;
+    const char *description;   /* NULL when the module gave none */
+    uint16_t    abi_major;     /* the ABI the module was built against */
+    uint16_t    abi_minor;
+} plx_module_view_t;
 
 /* ------------------------------------------------------------------------
  * The API table. First field: its size in the running core. Entries are only
@@ -330,6 +378,34 @@ struct plx_api {
 
     const char *(*status_str)(plx_status_t st);
     const char *(*module_name)(plx_module_t *m);
+
+    /* ABI 1.1 -------------------------------------------------------- */
+
+    /* the authenticated caller: user id (borrowed for the request), NULL
+     * when anonymous */
+    const char *(*request_user_id)(plx_request_t *r);
+    int (*request_is_admin)(plx_request_t *r);
+    /* 1 when the caller's grant covers scope (a user's own token covers
+     * every scope; an API key only those it was given) */
+    int (*request_has_scope)(plx_request_t *r, const char *scope);
+    /* the caller's role in team_id: PLX_ROLE_NONE when not a member or the
+     * team does not exist (answer 404). PLX_ERR_DB when it cannot tell. */
+    plx_status_t (*team_role)(plx_request_t *r, const char *team_id,
+                              plx_role_t *out);
+    /* record a security-relevant action in the audit log; details borrowed,
+     * may be NULL */
+    void (*audit)(plx_request_t *r, const char *action,
+                  const char *target_type, const char *target_id,
+                  json_t *details);
+    /* out->size must be set by the caller; fields past it are not written */
+    void (*core_stats)(plx_core_stats_t *out);
+
+    /* ABI 1.2 -------------------------------------------------------- */
+
+    /* The i-th loaded module, in dependency order (the core itself is not
+     * one): PLX_OK with out filled up to out->size, PLX_ERR_NOT_FOUND past
+     * the last. Any thread, after init. */
+    plx_status_t (*module_at)(size_t i, plx_module_view_t *out);
     /* append new entries here and bump PLX_ABI_MINOR */
 };
 
@@ -578,6 +654,27 @@ static inline const char *plx_status_str(plx_status_t st)
 { return plx_api->status_str(st); }
 static inline const char *plx_module_name(plx_module_t *m)
 { return plx_api->module_name(m); }
+
+/* 1.1: a module that must run on a 1.0 core tests PLX_API_HAS first */
+static inline const char *plx_request_user_id(plx_request_t *r)
+{ return plx_api->request_user_id(r); }
+static inline int plx_request_is_admin(plx_request_t *r)
+{ return plx_api->request_is_admin(r); }
+static inline int plx_request_has_scope(plx_request_t *r, const char *scope)
+{ return plx_api->request_has_scope(r, scope); }
+static inline PLX_WUR plx_status_t
+plx_team_role(plx_request_t *r, const char *team_id, plx_role_t *out)
+{ return plx_api->team_role(r, team_id, out); }
+static inline void plx_audit(plx_request_t *r, const char *action,
+                             const char *target_type, const char *target_id,
+                             json_t *details)
+{ plx_api->audit(r, action, target_type, target_id, details); }
+static inline void plx_core_stats(plx_core_stats_t *out)
+{ plx_api->core_stats(out); }
+
+/* 1.2 */
+static inline plx_status_t plx_module_at(size_t i, plx_module_view_t *out)
+{ return plx_api->module_at(i, out); }
 
 #endif /* PLX_NO_WRAPPERS */
 

@@ -1,0 +1,660 @@
+/*
+ * admin.c - user administration, the audit log reader, `plexusd
+ * create-admin`, and the list pagination the identity routes share
+ *
+ *   GET   /api/v1/users/{id}          self or a global admin (else 404)
+ *   GET   /api/v1/admin/users         ?q=&limit=&cursor=   (admin)
+ *   PATCH /api/v1/admin/users/{id}    {"disabled","role"}   (admin)
+ *   GET   /api/v1/admin/audit         ?actor=&action=&limit=&cursor= (admin)
+ *
+ * An admin cannot disable or demote their own account, so the server is
+ * never left without the admin who could undo a mistake. Disabling a user
+ * revokes their sessions in the same transaction; their access tokens die
+ * with the session (authn checks it) and their API keys with the account
+ * (identity_apikey_authenticate checks disabled_at).
+ *
+ * Lists are keyset-paginated on (timestamp, id): a cursor names the last
+ * row seen, so rows inserted meanwhile neither repeat nor shift a page.
+ */
+#include "config.h"
+#include "identity.h"
+#include "crypto.h"
+
+#include "db.h"
+#include "loader.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define CURSOR_MAX      96    /* base64url of "<19 digits>,<36 chars>" is 76 */
+#define EMAIL_MAX       254
+#define SEARCH_MAX      254
+#define PASSWORD_MAX    1024  /* bytes read from stdin; the policy caps at 128 */
+#define ACTION_MAX      64
+
+/* ---- base64url (RFC 4648 section 5, no padding) --------------------------- */
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void b64url_encode(const unsigned char *in, size_t len, char *out,
+                          size_t outlen)
+{
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    for (size_t i = 0; i < len && o + 1 < outlen; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6 && o + 1 < outlen) {
+            bits -= 6;
+            out[o++] = b64url[(acc >> bits) & 0x3f];
+        }
+    }
+    if (bits > 0 && o + 1 < outlen)
+        out[o++] = b64url[(acc << (6 - bits)) & 0x3f];
+    out[o] = '\0';
+}
+
+/* -1 on a byte outside the alphabet or when out is too small */
+static int b64url_decode(const char *in, unsigned char *out, size_t outlen)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+
+    for (; *in; in++) {
+        const char *p = strchr(b64url, *in);
+        if (!p)
+            return -1;
+        acc = (acc << 6) | (uint32_t)(p - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= outlen)
+                return -1;
+            out[o++] = (unsigned char)((acc >> bits) & 0xff);
+        }
+    }
+    return (int)o;
+}
+
+/* ---- lists ------------------------------------------------------------------ */
+
+static bool digits_only(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++) {
+        if (s[n] < '0' || s[n] > '9' || n >= max)
+            return false;
+    }
+    return n > 0;
+}
+
+static bool limit_parse(const char *s, int *out)
+{
+    if (!s) {
+        *out = IDENTITY_LIST_DEFAULT;
+        return true;
+    }
+    if (!digits_only(s, 3))
+        return false;
+    *out = atoi(s);
+    return *out >= 1 && *out <= IDENTITY_LIST_MAX;
+}
+
+/* "<us>,<id>": us an optionally negative decimal (times before 1970) */
+static bool cursor_parse(const char *s, bool uuid_id, char us[24], char id[40])
+{
+    unsigned char raw[CURSOR_MAX];
+    const char *comma, *num;
+    int n;
+
+    if (strlen(s) >= CURSOR_MAX || (n = b64url_decode(s, raw, sizeof raw - 1)) < 3)
+        return false;
+    raw[n] = '\0';
+    if (memchr(raw, '\0', (size_t)n) || !(comma = strchr((char *)raw, ',')))
+        return false;
+    num = (const char *)raw + (raw[0] == '-');
+    if ((size_t)(comma - num) > 19 || comma == num)
+        return false;
+    for (const char *p = num; p < comma; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+    }
+    if (uuid_id ? !identity_is_uuid(comma + 1) : !digits_only(comma + 1, 19))
+        return false;
+    snprintf(us, 24, "%.*s", (int)(comma - (char *)raw), (char *)raw);
+    snprintf(id, 40, "%s", comma + 1);
+    return true;
+}
+
+bool identity_list_params(plx_request_t *r, bool uuid_id, int *limit,
+                          char us[24], char id[40])
+{
+    const char *cur = core_request_query(r, "cursor");
+
+    us[0] = id[0] = '\0';
+    if (!limit_parse(core_request_query(r, "limit"), limit)) {
+        identity_bad_field(r, "limit", "must be an integer from 1 to 200");
+        return false;
+    }
+    if (cur && *cur && !cursor_parse(cur, uuid_id, us, id)) {
+        identity_bad_field(r, "cursor", "is not a cursor this server gave out");
+        return false;
+    }
+    return true;
+}
+
+static json_t *cursor_of(const plx_db_res_t *res, int row)
+{
+    char plain[80], enc[CURSOR_MAX];
+    const char *us = core_db_value(res, row, core_db_col(res, "sort_us"));
+    const char *id = core_db_value(res, row, core_db_col(res, "id"));
+
+    if (!us || !id)
+        return json_null();
+    snprintf(plain, sizeof plain, "%s,%s", us, id);
+    b64url_encode((const unsigned char *)plain, strlen(plain), enc, sizeof enc);
+    return json_string(enc);
+}
+
+plx_status_t identity_reply_list(plx_request_t *r, const plx_db_res_t *res,
+                                 int limit,
+                                 json_t *(*row)(const plx_db_res_t *, int))
+{
+    int rows = core_db_rows(res);
+    int shown = rows > limit ? limit : rows;
+    json_t *items = json_array();
+
+    if (!items)
+        return PLX_ERR_NOMEM;
+    for (int i = 0; i < shown; i++) {
+        json_t *item = row(res, i);
+        if (!item || json_array_append_new(items, item) != 0) {
+            json_decref(items);
+            return PLX_ERR_NOMEM;
+        }
+    }
+    json_t *body = json_pack("{s:o, s:o}", "items", items, "next_cursor",
+                             rows > limit ? cursor_of(res, shown - 1) : json_null());
+    return body ? core_reply_json(r, 200, body) : PLX_ERR_NOMEM;
+}
+
+/* ---- column helpers --------------------------------------------------------- */
+
+static const char *col(const plx_db_res_t *res, int row, const char *name)
+{
+    return core_db_value(res, row, core_db_col(res, name));
+}
+
+static bool col_bool(const plx_db_res_t *res, int row, const char *name)
+{
+    const char *v = col(res, row, name);
+    return v && v[0] == 't';
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* ---- users ------------------------------------------------------------------ */
+
+#define USER_COLS                                                           \
+    "u.id, u.email, u.role, u.email_verified_at IS NOT NULL AS email_verified, " \
+    "u.mfa_enabled_at IS NOT NULL AS mfa_enabled, "                         \
+    "u.disabled_at IS NOT NULL AS disabled, "                               \
+    IDENTITY_SQL_TIME("u.created_at") " AS created_at, "                    \
+    IDENTITY_SQL_US("u.created_at") " AS sort_us"
+
+static json_t *user_json(const plx_db_res_t *res, int row)
+{
+    return json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:b, s:s?}",
+                     "id", col(res, row, "id"),
+                     "email", str_or_null(col(res, row, "email")),
+                     "role", col(res, row, "role"),
+                     "email_verified", col_bool(res, row, "email_verified"),
+                     "mfa_enabled", col_bool(res, row, "mfa_enabled"),
+                     "disabled", col_bool(res, row, "disabled"),
+                     "created_at", col(res, row, "created_at"));
+}
+
+static plx_status_t user_not_found(plx_request_t *r)
+{
+    return core_reply_problem(r, 404, "not_found", "no such user");
+}
+
+static plx_status_t user_get(plx_request_t *r, void *arg)
+{
+    const char *id = core_request_param(r, "id");
+    const char *caller = identity_caller(r);
+    plx_db_res_t *res;
+    plx_status_t st;
+
+    (void)arg;
+    if (!caller || !identity_is_uuid(id))
+        return user_not_found(r);
+    /* someone else's account is "not found", unless the caller is an admin */
+    if (strcmp(id, caller) != 0 && !core_request_is_admin(r))
+        return user_not_found(r);
+    const char *params[1] = { id };
+    st = core_db_query(r, "SELECT " USER_COLS " FROM plexus.users u WHERE u.id = $1",
+                       1, params, &res);
+    if (st != PLX_OK)
+        return st;
+    if (core_db_rows(res) != 1)
+        return user_not_found(r);
+    json_t *body = user_json(res, 0);
+    return body ? core_reply_json(r, 200, body) : PLX_ERR_NOMEM;
+}
+
+/* the user's text as an ILIKE pattern matching it anywhere: %, _ and the
+ * escape character itself lose their meaning */
+static char *search_pattern(plx_request_t *r, const char *q)
+{
+    size_t len = strlen(q);
+    char *out = core_palloc(r, 2 * len + 3);
+    size_t o = 0;
+
+    if (!out)
+        return NULL;
+    out[o++] = '%';
+    for (size_t i = 0; i < len; i++) {
+        if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
+            out[o++] = '\\';
+        out[o++] = q[i];
+    }
+    out[o++] = '%';
+    out[o] = '\0';
+    return out;
+}
+
+static plx_status_t admin_users_list(plx_request_t *r, void *arg)
+{
+    const char *q = core_request_query(r, "q");
+    char us[24], id[40], lim[8];
+    const char *pattern = NULL;
+    plx_db_res_t *res;
+    plx_status_t st;
+    int limit;
+
+    (void)arg;
+    if (!identity_list_params(r, true, &limit, us, id))
+        return PLX_OK;
+    if (q && *q) {
+        size_t n = strnlen(q, SEARCH_MAX + 1);
+        if (n > SEARCH_MAX || !core_utf8_valid(q, n))
+            return identity_bad_field(r, "q", "must be valid UTF-8 of at most 254 bytes");
+        if (!(pattern = search_pattern(r, q)))
+            return PLX_ERR_NOMEM;
+    }
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *params[4] = { pattern, us[0] ? us : NULL, id[0] ? id : NULL, lim };
+    st = core_db_query(r,
+                       "SELECT " USER_COLS " FROM plexus.users u "
+                       "WHERE ($1::text IS NULL OR u.email ILIKE $1 ESCAPE '\\') "
+                       "AND ($2::bigint IS NULL OR (u.created_at, u.id) > ("
+                       IDENTITY_SQL_FROM_US("$2") ", $3::uuid)) "
+                       "ORDER BY u.created_at, u.id LIMIT $4::int",
+                       4, params, &res);
+    if (st != PLX_OK)
+        return st;
+    return identity_reply_list(r, res, limit, user_json);
+}
+
+typedef struct user_patch {
+    int         disabled;   /* -1 unchanged, 0 enable, 1 disable */
+    const char *role;       /* NULL unchanged */
+} user_patch_t;
+
+static bool user_patch_parse(plx_request_t *r, json_t *body, user_patch_t *p)
+{
+    json_t *d = json_object_get(body, "disabled");
+    json_t *role = json_object_get(body, "role");
+
+    p->disabled = -1;
+    p->role = NULL;
+    if (d && !json_is_boolean(d)) {
+        identity_bad_field(r, "disabled", "must be true or false");
+        return false;
+    }
+    if (d)
+        p->disabled = json_is_true(d);
+    if (role) {
+        p->role = json_string_value(role);
+        if (!p->role || (strcmp(p->role, "user") != 0 && strcmp(p->role, "admin") != 0)) {
+            identity_bad_field(r, "role", "must be \"user\" or \"admin\"");
+            return false;
+        }
+    }
+    if (p->disabled < 0 && !p->role) {
+        identity_bad_field(r, "disabled", "expected \"disabled\" or \"role\" to change");
+        return false;
+    }
+    return true;
+}
+
+/* UPDATE the user and, when disabling, revoke their sessions: one
+ * transaction, so a disabled user is never left with a live session */
+static plx_status_t user_patch_apply(plx_request_t *r, const char *id,
+                                     const user_patch_t *p, json_t **out)
+{
+    plx_db_conn_t *c = core_db_acquire(0);
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+    const char *dis = p->disabled < 0 ? NULL : p->disabled ? "true" : "false";
+    const char *params[3] = { id, dis, p->role };
+
+    *out = NULL;
+    if (!c)
+        return PLX_ERR_DB;
+    st = core_db_exec(c, "BEGIN", 0, NULL, NULL);
+    if (st == PLX_OK)
+        st = core_db_exec(c,
+                          "UPDATE plexus.users u SET disabled_at = CASE "
+                          "WHEN $2::boolean IS NULL THEN u.disabled_at "
+                          "WHEN $2::boolean THEN COALESCE(u.disabled_at, now()) "
+                          "ELSE NULL END, role = COALESCE($3::text, u.role), "
+                          "updated_at = now() WHERE u.id = $1::uuid RETURNING " USER_COLS,
+                          3, params, &res);
+    if (st == PLX_OK && core_db_rows(res) == 1)
+        *out = user_json(res, 0);
+    core_db_free(res);
+    if (st == PLX_OK && *out && p->disabled == 1)
+        st = core_db_exec(c, "UPDATE plexus.sessions SET revoked_at = now(), "
+                          "revoked_reason = 'user disabled' WHERE user_id = $1::uuid "
+                          "AND revoked_at IS NULL", 1, params, NULL);
+    if (st == PLX_OK)
+        st = core_db_exec(c, *out ? "COMMIT" : "ROLLBACK", 0, NULL, NULL);
+    core_db_release(c);   /* rolls back what an error left open */
+    if (st != PLX_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static plx_status_t admin_user_patch(plx_request_t *r, void *arg)
+{
+    const char *id = core_request_param(r, "id");
+    const char *caller = identity_caller(r);
+    json_t *body, *user;
+    user_patch_t p;
+    plx_status_t st;
+
+    (void)arg;
+    if (!identity_is_uuid(id))
+        return user_not_found(r);
+    if (core_request_json(r, &body) != PLX_OK)
+        return PLX_OK;   /* answered */
+    if (!json_is_object(body))
+        return core_reply_problem(r, 400, "invalid_request", "expected a JSON object");
+    if (!user_patch_parse(r, body, &p))
+        return PLX_OK;
+    if (caller && strcmp(caller, id) == 0
+        && (p.disabled == 1 || (p.role && strcmp(p.role, "user") == 0)))
+        return core_reply_problem(r, 403, "cannot_modify_self",
+                                  "an admin cannot disable or demote their own account");
+    st = user_patch_apply(r, id, &p, &user);
+    if (st != PLX_OK)
+        return st;
+    if (!user)
+        return user_not_found(r);
+    json_t *det = json_object();
+    if (det && p.disabled >= 0)
+        json_object_set_new(det, "disabled", json_boolean(p.disabled));
+    if (det && p.role)
+        json_object_set_new(det, "role", json_string(p.role));
+    core_audit(r, "admin.user_updated", "user", id, det);
+    json_decref(det);
+    return core_reply_json(r, 200, user);
+}
+
+/* ---- the audit log ------------------------------------------------------------ */
+
+static bool action_filter_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+                  || c == '.' || c == ':' || c == '-';
+        if (!ok || n >= ACTION_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+static json_t *audit_json(const plx_db_res_t *res, int row)
+{
+    const char *d = col(res, row, "details");
+    json_t *details = d ? json_loads(d, 0, NULL) : NULL;
+
+    return json_pack("{s:I, s:s?, s:o, s:s?, s:o, s:o, s:o, s:o, s:o}",
+                     "id", (json_int_t)strtoll(col(res, row, "id"), NULL, 10),
+                     "at", col(res, row, "at"),
+                     "actor_id", str_or_null(col(res, row, "actor_id")),
+                     "action", col(res, row, "action"),
+                     "target_type", str_or_null(col(res, row, "target_type")),
+                     "target_id", str_or_null(col(res, row, "target_id")),
+                     "ip", str_or_null(col(res, row, "ip")),
+                     "request_id", str_or_null(col(res, row, "request_id")),
+                     "details", details ? details : json_object());
+}
+
+static plx_status_t admin_audit_list(plx_request_t *r, void *arg)
+{
+    const char *actor = core_request_query(r, "actor");
+    const char *action = core_request_query(r, "action");
+    char us[24], id[40], lim[8];
+    plx_db_res_t *res;
+    plx_status_t st;
+    int limit;
+
+    (void)arg;
+    if (!identity_list_params(r, false, &limit, us, id))
+        return PLX_OK;
+    if (actor && *actor && !identity_is_uuid(actor))
+        return identity_bad_field(r, "actor", "must be a user id (UUID)");
+    if (action && *action && !action_filter_ok(action))
+        return identity_bad_field(r, "action", "must be 1..64 of [a-z0-9_.:-]");
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *params[5] = { actor && *actor ? actor : NULL,
+                              action && *action ? action : NULL,
+                              us[0] ? us : NULL, id[0] ? id : NULL, lim };
+    st = core_db_query(r,
+                       "SELECT a.id, " IDENTITY_SQL_TIME("a.at") " AS at, a.actor_id, "
+                       "a.action, a.target_type, a.target_id, a.ip, a.request_id, "
+                       "a.details::text AS details, " IDENTITY_SQL_US("a.at") " AS sort_us "
+                       "FROM plexus.audit_log a "
+                       "WHERE ($1::uuid IS NULL OR a.actor_id = $1::uuid) "
+                       "AND ($2::text IS NULL OR a.action = $2::text) "
+                       "AND ($3::bigint IS NULL OR (a.at, a.id) < ("
+                       IDENTITY_SQL_FROM_US("$3") ", $4::bigint)) "
+                       "ORDER BY a.at DESC, a.id DESC LIMIT $5::int",
+                       5, params, &res);
+    if (st != PLX_OK)
+        return st;
+    return identity_reply_list(r, res, limit, audit_json);
+}
+
+bool identity_admin_routes(void)
+{
+    plx_module_t *self = core_module_self();
+
+    return core_route_add(self, "GET", "/api/v1/users/{id}", user_get, NULL,
+                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER, .tag = "users",
+                                         .summary = "A user (yourself, or anyone for an admin)")) == PLX_OK
+        && core_route_add(self, "GET", "/api/v1/admin/users", admin_users_list, NULL,
+                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN, .tag = "admin",
+                                         .summary = "Search users by email")) == PLX_OK
+        && core_route_add(self, "PATCH", "/api/v1/admin/users/{id}", admin_user_patch, NULL,
+                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN, .tag = "admin",
+                                         .summary = "Disable, enable, promote or demote a user")) == PLX_OK
+        && core_route_add(self, "GET", "/api/v1/admin/audit", admin_audit_list, NULL,
+                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN, .tag = "admin",
+                                         .summary = "Read the audit log")) == PLX_OK;
+}
+
+/* ---- plexusd create-admin --email E ------------------------------------------ */
+
+static bool email_plausible(const char *e)
+{
+    size_t n = strnlen(e, EMAIL_MAX + 1);
+    const char *at = strchr(e, '@');
+
+    if (n < 3 || n > EMAIL_MAX || !core_utf8_valid(e, n) || !at || at == e
+        || !at[1] || strchr(at + 1, '@'))
+        return false;
+    for (const char *p = e; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* One line from stdin, without echo on a terminal. false when none came or
+ * it was too long. */
+static bool password_read(char *buf, size_t len)
+{
+    struct termios old, quiet;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    char *ok;
+
+    if (tty) {
+        fprintf(stderr, "password for the admin: ");
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    ok = fgets(buf, (int)len, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!ok)
+        return false;
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] != '\n' && !feof(stdin))
+        return false;   /* longer than the buffer */
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return n > 0;
+}
+
+static int admin_promote(const char *email, const char *id, const char *role,
+                         bool disabled)
+{
+    const char *params[1] = { id };
+
+    if (strcmp(role, "admin") == 0) {
+        printf("user \"%s\" (%s) is already an admin%s\n", email, id,
+               disabled ? "; note: the account is disabled" : "");
+        return EXIT_SUCCESS;
+    }
+    if (core_db_query(NULL, "UPDATE plexus.users SET role = 'admin', updated_at = now() "
+                      "WHERE id = $1::uuid", 1, params, NULL) != PLX_OK) {
+        fprintf(stderr, "plexusd: could not promote \"%s\": database error\n", email);
+        return EXIT_FAILURE;
+    }
+    json_t *det = json_pack("{s:s, s:s}", "role", "admin", "via", "create-admin");
+    identity_audit_actor(NULL, NULL, "admin.user_updated", "user", id, det);
+    json_decref(det);
+    printf("promoted user \"%s\" (%s) to admin%s\n", email, id,
+           disabled ? "; note: the account is disabled" : "");
+    return EXIT_SUCCESS;
+}
+
+static bool admin_password(const char *email, char hash[IDENTITY_HASH_MAX])
+{
+    char buf[PASSWORD_MAX + 2];
+    const char *env = getenv("PLEXUS_ADMIN_PASSWORD");
+    const char *why;
+    bool ok = false;
+
+    if (env && *env)
+        snprintf(buf, sizeof buf, "%s", env);
+    else if (!password_read(buf, sizeof buf)) {
+        fprintf(stderr, "plexusd: expected the password in PLEXUS_ADMIN_PASSWORD "
+                "or as one line on stdin\n");
+        return false;
+    }
+    why = identity_password_weakness(buf, email,
+                                     (int)core_config_int(core_cfg, "auth",
+                                                          "password_min_length"));
+    if (why)
+        fprintf(stderr, "plexusd: password refused: %s\n", why);
+    else if (identity_password_hash(buf, hash) != PLX_OK)
+        fprintf(stderr, "plexusd: could not hash the password\n");
+    else
+        ok = true;
+    identity_wipe(buf, sizeof buf);
+    return ok;
+}
+
+static int admin_create(const char *email)
+{
+    char hash[IDENTITY_HASH_MAX];
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+
+    if (!admin_password(email, hash))
+        return EXIT_FAILURE;
+    const char *params[2] = { email, hash };
+    st = core_db_query(NULL, "INSERT INTO plexus.users (email, password_hash, role, "
+                       "email_verified_at) VALUES ($1, $2, 'admin', now()) RETURNING id",
+                       2, params, &res);
+    identity_wipe(hash, sizeof hash);
+    if (st != PLX_OK || core_db_rows(res) != 1) {
+        fprintf(stderr, "plexusd: could not create \"%s\": %s\n", email,
+                st == PLX_ERR_CONFLICT ? "the email was taken meanwhile"
+                                       : core_status_str(st));
+        core_db_free(res);
+        return EXIT_FAILURE;
+    }
+    char id[37];
+    snprintf(id, sizeof id, "%s", core_db_value(res, 0, 0));
+    core_db_free(res);
+    json_t *det = json_pack("{s:s, s:b, s:s}", "role", "admin", "created", 1,
+                            "via", "create-admin");
+    identity_audit_actor(NULL, NULL, "admin.user_updated", "user", id, det);
+    json_decref(det);
+    printf("created admin \"%s\" (%s)\n", email, id);
+    return EXIT_SUCCESS;
+}
+
+int core_identity_create_admin(const char *email)
+{
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+    int rc;
+
+    if (!email || !email_plausible(email)) {
+        fprintf(stderr, "plexusd: create-admin: expected --email with an address "
+                "like name@example.com\n");
+        return 2;
+    }
+    const char *params[1] = { email };
+    st = core_db_query(NULL, "SELECT id, role, disabled_at IS NOT NULL FROM plexus.users "
+                       "WHERE lower(email) = lower($1)", 1, params, &res);
+    if (st != PLX_OK) {
+        fprintf(stderr, "plexusd: create-admin: database error: %s\n",
+                core_status_str(st));
+        return EXIT_FAILURE;
+    }
+    if (core_db_rows(res) == 1)
+        rc = admin_promote(email, core_db_value(res, 0, 0), core_db_value(res, 0, 1),
+                           core_db_value(res, 0, 2)[0] == 't');
+    else
+        rc = admin_create(email);
+    core_db_free(res);
+    return rc;
+}
