@@ -1,0 +1,706 @@
+/*
+ * common.c - what the projects module's route files share
+ *
+ * First the pure helpers (UUIDs, dates, UTF-8, LIKE patterns, cursors,
+ * If-Match), which touch no request and are unit-tested on their own
+ * (tests/test_projects_unit.c); then the request helpers built on them:
+ * body validation that names the offending field, query parameters, pages,
+ * row rendering, ETags, the reading of a guarded write, and events.
+ */
+#include "projects.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== pure helpers ======================================================== */
+
+bool projects_uuid_valid(const char *s)
+{
+    static const char hexdigits[] = "0123456789abcdefABCDEF";
+
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !strchr(hexdigits, s[i]))
+            return false;
+    }
+    return true;
+}
+
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+bool projects_date_valid(const char *s)
+{
+    static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y, m, d, max;
+
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    y = digits(s, 4);
+    m = digits(s + 5, 2);
+    d = digits(s + 8, 2);
+    if (y < 1 || m < 1 || m > 12 || d < 1)
+        return false;
+    max = days[m - 1];
+    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+        max = 29;
+    return d <= max;
+}
+
+/* length of the UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF), 0 when invalid */
+static size_t utf8_seq(const unsigned char *s, size_t left)
+{
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        n = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        n = 3;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (left < n)
+        return 0;
+    if (s[0] == 0xE0)
+        lo = 0xA0;
+    else if (s[0] == 0xED)
+        hi = 0x9F;
+    else if (s[0] == 0xF0)
+        lo = 0x90;
+    else if (s[0] == 0xF4)
+        hi = 0x8F;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+long projects_utf8_chars(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long chars = 0;
+
+    for (size_t i = 0; i < len; chars++) {
+        size_t n = utf8_seq(p + i, len - i);
+        if (n == 0)
+            return -1;
+        i += n;
+    }
+    return chars;
+}
+
+bool projects_one_of(const char *s, const char *const *values)
+{
+    for (; s && values && *values; values++)
+        if (strcmp(s, *values) == 0)
+            return true;
+    return false;
+}
+
+char *projects_like_pattern(const char *s, char *out, size_t outlen)
+{
+    size_t o = 0;
+
+    if (outlen < 2 * strlen(s) + 3)
+        return NULL;
+    out[o++] = '%';
+    for (; *s; s++) {
+        if (*s == '%' || *s == '_' || *s == '\\')
+            out[o++] = '\\';   /* ILIKE's default escape character */
+        out[o++] = *s;
+    }
+    out[o++] = '%';
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- cursors: base64url without padding (RFC 4648, section 5) ------------ */
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static bool b64url_encode(const unsigned char *in, size_t len, char *out,
+                          size_t outlen)
+{
+    size_t o = 0;
+
+    if (outlen < (len * 4 + 2) / 3 + 1)
+        return false;
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        size_t n = len - i < 3 ? len - i : 3;
+        if (n > 1)
+            v |= (unsigned)in[i + 1] << 8;
+        if (n > 2)
+            v |= in[i + 2];
+        for (size_t k = 0; k <= n; k++)
+            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* decoded length, or -1 when in is not base64url or does not fit */
+static long b64url_decode(const char *in, unsigned char *out, size_t outlen)
+{
+    size_t len = strlen(in), o = 0;
+    unsigned v = 0;
+    int bits = 0;
+
+    if (len % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = strchr(b64url, in[i]);
+        if (!p)
+            return -1;
+        v = (v << 6) | (unsigned)(p - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= outlen)
+                return -1;
+            out[o++] = (unsigned char)(v >> bits);
+        }
+        v &= (1u << bits) - 1;
+    }
+    return v == 0 ? (long)o : -1;   /* leftover bits must be zero */
+}
+
+static bool key_valid(const char *key, projects_key_t kind)
+{
+    size_t n = strlen(key), i = key[0] == '-';
+
+    if (kind == PROJECTS_KEY_DATE)
+        return strcmp(key, "infinity") == 0 || projects_date_valid(key);
+    /* 18 digits: any microsecond PostgreSQL can hold fits in a bigint */
+    if (n == i || n - i > 18)
+        return false;
+    for (; i < n; i++)
+        if (key[i] < '0' || key[i] > '9')
+            return false;
+    return true;
+}
+
+bool projects_cursor_encode(const char *tag, const char *key, const char *id,
+                            char *out, size_t outlen)
+{
+    char raw[PROJECTS_CURSOR_MAX];
+    int n = snprintf(raw, sizeof raw, "%s|%s|%s", tag, key, id);
+
+    if (n < 0 || (size_t)n >= sizeof raw)
+        return false;
+    return b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
+}
+
+bool projects_cursor_decode(const char *cursor, const char *tag,
+                            projects_key_t kind, char key[PROJECTS_KEY_MAX],
+                            char id[37])
+{
+    char raw[PROJECTS_CURSOR_MAX];
+    size_t taglen = strlen(tag);
+    long n;
+    const char *k, *bar;
+
+    if (strlen(cursor) >= PROJECTS_CURSOR_MAX)
+        return false;
+    n = b64url_decode(cursor, (unsigned char *)raw, sizeof raw - 1);
+    if (n < 0 || memchr(raw, '\0', (size_t)n))
+        return false;
+    raw[n] = '\0';
+    if (strncmp(raw, tag, taglen) != 0 || raw[taglen] != '|')
+        return false;
+    k = raw + taglen + 1;
+    bar = strchr(k, '|');
+    if (!bar || (size_t)(bar - k) >= PROJECTS_KEY_MAX)
+        return false;
+    memcpy(key, k, (size_t)(bar - k));
+    key[bar - k] = '\0';
+    if (!key_valid(key, kind) || !projects_uuid_valid(bar + 1))
+        return false;
+    memcpy(id, bar + 1, 37);
+    return true;
+}
+
+/* ---- If-Match ------------------------------------------------------------ */
+
+/* "123" between double quotes, at most 9 digits (an integer column) */
+static bool strong_version(const char *tag, size_t len)
+{
+    if (len < 3 || len > 11 || tag[0] != '"' || tag[len - 1] != '"')
+        return false;
+    for (size_t i = 1; i + 1 < len; i++)
+        if (tag[i] < '0' || tag[i] > '9')
+            return false;
+    return true;
+}
+
+bool projects_if_match_parse(const char *header, char *out, size_t outlen)
+{
+    size_t o = 0;
+    int tags = 0;
+    const char *p = header;
+
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (p[0] == '*' && strspn(p + 1, " \t") == strlen(p + 1))
+        return false;
+    out[o++] = '{';
+    while (*p && tags < PROJECTS_IF_MATCH_MAX) {
+        size_t len = strcspn(p, ",");
+        const char *next = p + len + (p[len] == ',');
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        if (strong_version(p, len) && o + len < outlen - 2) {
+            if (tags++)
+                out[o++] = ',';
+            memcpy(out + o, p + 1, len - 2);
+            o += len - 2;
+        }
+        p = next;
+    }
+    out[o++] = '}';
+    out[o] = '\0';
+    return true;
+}
+
+/* ==== request helpers ===================================================== */
+
+/* A user's own token holds every scope; an API key reaches these routes
+ * only with "projects:read" (GET) or "projects:write" (everything else). */
+bool projects_routes_add(plx_module_t *m, const projects_route_t *routes)
+{
+    for (const projects_route_t *rt = routes; rt->method; rt++) {
+        const char *scope = strcmp(rt->method, "GET") == 0 ? "projects:read"
+                                                           : "projects:write";
+        if (plx_route_add(m, rt->method, rt->pattern, rt->fn, m,
+                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = scope,
+                                         .summary = rt->summary,
+                                         .tag = "projects")) != PLX_OK)
+            return false;
+    }
+    return true;
+}
+
+/* s for an error detail: at most 64 bytes, cut on a character boundary,
+ * controls and quotes replaced, so that detail stays one clean line */
+static const char *printable(const char *s, char out[72])
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0, n;
+
+    while (*p && o < 64) {
+        n = utf8_seq(p, strnlen((const char *)p, 4));
+        if (n == 0 || o + n > 64)
+            break;
+        if (n == 1 && (*p < 0x20 || *p == 0x7f || *p == '"')) {
+            out[o++] = '?';
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static bool has_control(const char *s, bool allow_newlines)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (allow_newlines && (*p == '\n' || *p == '\r' || *p == '\t'))
+            continue;
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* why the text s is not a name, text or body; NULL when it is */
+static const char *length_problem(projects_kind_t kind, const char *s, char why[160])
+{
+    long chars = projects_utf8_chars(s, strlen(s));
+    long min = kind == PROJECTS_F_TEXT ? 0 : 1;
+    long max = kind == PROJECTS_F_NAME ? PROJECTS_NAME_MAX : PROJECTS_TEXT_MAX;
+
+    if (chars < min || chars > max) {
+        snprintf(why, 160, "must be valid UTF-8 of %ld to %ld characters", min, max);
+        return why;
+    }
+    if (has_control(s, kind != PROJECTS_F_NAME))
+        return "must not contain control characters";
+    return NULL;
+}
+
+/* why the string s is not of kind, into why[160]; NULL when it is */
+static const char *text_problem(projects_kind_t kind, const char *s,
+                                const char *const *values, char why[160])
+{
+    size_t o;
+
+    switch (kind) {
+    case PROJECTS_F_UUID:
+        return projects_uuid_valid(s) ? NULL : "must be a UUID";
+    case PROJECTS_F_DATE:
+        return projects_date_valid(s) ? NULL : "must be a date, YYYY-MM-DD";
+    case PROJECTS_F_ENUM:
+        if (projects_one_of(s, values))
+            return NULL;
+        o = (size_t)snprintf(why, 160, "must be one of");
+        for (int i = 0; values[i] && o < 160; i++)
+            o += (size_t)snprintf(why + o, 160 - o, "%s %s", i ? "," : "", values[i]);
+        return why;
+    default:
+        return length_problem(kind, s, why);
+    }
+}
+
+static const char *value_problem(const projects_field_t *f, json_t *v,
+                                 char why[160])
+{
+    if (json_is_null(v))
+        return f->nullable ? NULL : "must not be null";
+    if (!json_is_string(v))
+        return f->nullable ? "must be a string or null" : "must be a string";
+    return text_problem(f->kind, json_string_value(v), f->values, why);
+}
+
+static json_t *body_refused(plx_request_t *r, const char *code,
+                            const char *field, const char *why)
+{
+    char name[72];
+
+    plx_reply_problem(r, 400, code, "field \"%s\" %s", printable(field, name), why);
+    return NULL;
+}
+
+/* the body as text for a $n::jsonb parameter, from r's pool */
+static const char *body_text(plx_request_t *r, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT);
+    char *copy = s ? plx_pstrdup(r, s) : NULL;
+
+    free(s);
+    return copy;
+}
+
+json_t *projects_body(plx_request_t *r, const projects_field_t *fields,
+                      bool create, const char **text)
+{
+    json_t *body, *v;
+    const char *key, *why;
+    char buf[160];
+
+    if (plx_request_json(r, &body) != PLX_OK)
+        return NULL;   /* answered by the core: 400 invalid_json or 413 */
+    if (!json_is_object(body)) {
+        plx_reply_problem(r, 400, "invalid_body", "expected a JSON object");
+        return NULL;
+    }
+    json_object_foreach(body, key, v) {
+        const projects_field_t *f = fields;
+        while (f->name && strcmp(f->name, key) != 0)
+            f++;
+        if (!f->name)
+            return body_refused(r, "unknown_field", key, "is not a field of this resource");
+        if ((why = value_problem(f, v, buf)))
+            return body_refused(r, "invalid_field", key, why);
+    }
+    for (const projects_field_t *f = fields; create && f->name; f++)
+        if (f->required && !json_object_get(body, f->name))
+            return body_refused(r, "missing_field", f->name, "is required");
+    if (!create && json_object_size(body) == 0) {
+        plx_reply_problem(r, 400, "invalid_body", "expected at least one field to change");
+        return NULL;
+    }
+    if (!(*text = body_text(r, body))) {
+        plx_reply_problem(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    return body;
+}
+
+const char *projects_path_id(plx_request_t *r, const char *what)
+{
+    const char *id = plx_request_param(r, "id");
+
+    if (projects_uuid_valid(id))
+        return id;
+    plx_reply_problem(r, 404, "not_found", "no such %s", what);
+    return NULL;
+}
+
+bool projects_query(plx_request_t *r, const char *name, projects_kind_t kind,
+                    const char *const *values, const char **out)
+{
+    const char *v = plx_request_query(r, name);
+    const char *why;
+    char buf[160];
+
+    *out = NULL;
+    if (!v)
+        return true;
+    if ((why = text_problem(kind, v, values, buf))) {
+        plx_reply_problem(r, 400, "invalid_query", "query parameter \"%s\" %s",
+                          name, why);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool bad_limit(plx_request_t *r)
+{
+    plx_reply_problem(r, 400, "invalid_query",
+                      "query parameter \"limit\" must be 1 to %d", PROJECTS_LIMIT_MAX);
+    return false;
+}
+
+bool projects_page_params(plx_request_t *r, const char *tag,
+                          projects_key_t kind, projects_page_t *page)
+{
+    const char *limit = plx_request_query(r, "limit");
+    const char *cursor = plx_request_query(r, "cursor");
+    char *key, *id;
+
+    page->limit = PROJECTS_LIMIT_DEFAULT;
+    page->key = page->id = NULL;
+    if (limit) {
+        size_t len = strlen(limit);
+        page->limit = len >= 1 && len <= 3 ? digits(limit, (int)len) : -1;
+        if (page->limit < 1 || page->limit > PROJECTS_LIMIT_MAX)
+            return bad_limit(r);
+    }
+    snprintf(page->limit_plus_one, sizeof page->limit_plus_one, "%d", page->limit + 1);
+    if (!cursor)
+        return true;
+    key = plx_palloc(r, PROJECTS_KEY_MAX);
+    id = plx_palloc(r, 37);
+    if (!key || !id || !projects_cursor_decode(cursor, tag, kind, key, id)) {
+        plx_reply_problem(r, 400, "invalid_cursor", "query parameter \"cursor\" is not"
+                          " a cursor of this list and order");
+        return false;
+    }
+    page->key = key;
+    page->id = id;
+    return true;
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+#define COLS_MAX 16   /* columns rendered from one row; more are ignored */
+
+/* the result's column number of each of cols (names are looked up once
+ * per result, not once per row) */
+static void col_numbers(const plx_db_res_t *res, const projects_col_t *cols,
+                        int num[COLS_MAX])
+{
+    for (int i = 0; i < COLS_MAX && cols[i].name; i++)
+        num[i] = plx_db_col(res, cols[i].name);
+}
+
+static json_t *row_json(const plx_db_res_t *res, int row,
+                        const projects_col_t *cols, const int num[COLS_MAX])
+{
+    json_t *obj = json_object();
+
+    for (int i = 0; obj && i < COLS_MAX && cols[i].name; i++) {
+        const char *v = plx_db_value(res, row, num[i]);
+        json_t *j = !v ? json_null()
+                    : cols[i].integer ? json_integer(strtoll(v, NULL, 10))
+                    : json_string(v);
+        if (json_object_set_new(obj, cols[i].name, j) != 0) {
+            json_decref(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+json_t *projects_row_json(const plx_db_res_t *res, int row,
+                          const projects_col_t *cols)
+{
+    int num[COLS_MAX];
+
+    col_numbers(res, cols, num);
+    return row_json(res, row, cols, num);
+}
+
+static const char *next_cursor(plx_request_t *r, const plx_db_res_t *res,
+                               int row, const char *tag)
+{
+    const char *key = plx_db_value(res, row, plx_db_col(res, "sort_key"));
+    const char *id = plx_db_value(res, row, plx_db_col(res, "id"));
+    char *out = plx_palloc(r, PROJECTS_CURSOR_MAX);
+
+    if (!key || !id || !out
+        || !projects_cursor_encode(tag, key, id, out, PROJECTS_CURSOR_MAX))
+        return NULL;
+    return out;
+}
+
+plx_status_t projects_reply_list(plx_request_t *r, const plx_db_res_t *res,
+                                 const projects_page_t *page, const char *tag,
+                                 const projects_col_t *cols)
+{
+    json_t *items = json_array();
+    int num[COLS_MAX], idcol = plx_db_col(res, "id"), shown = 0, last = -1;
+    bool more = false;
+
+    col_numbers(res, cols, num);
+    for (int i = 0; items && i < plx_db_rows(res); i++) {
+        if (!plx_db_value(res, i, idcol))
+            continue;
+        if (shown == page->limit) {
+            more = true;
+            break;
+        }
+        if (json_array_append_new(items, row_json(res, i, cols, num)) != 0) {
+            json_decref(items);
+            return PLX_ERR_NOMEM;
+        }
+        shown++;
+        last = i;
+    }
+    if (!items)
+        return PLX_ERR_NOMEM;
+    const char *cursor = more ? next_cursor(r, res, last, tag) : NULL;
+    return plx_reply_json(r, 200, json_pack("{s:o, s:s?}", "items", items,
+                                            "next_cursor", cursor));
+}
+
+plx_status_t projects_reply_row(plx_request_t *r, int status, json_t *row)
+{
+    char etag[24];
+
+    if (!row)
+        return PLX_ERR_NOMEM;
+    snprintf(etag, sizeof etag, "\"%lld\"",
+             (long long)json_integer_value(json_object_get(row, "version")));
+    plx_response_header(r, "ETag", etag);
+    return plx_reply_json(r, status, row);
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+bool projects_if_match(plx_request_t *r, bool required, const char **versions)
+{
+    const char *h = plx_request_header(r, "If-Match");
+    char buf[PROJECTS_IF_MATCH_MAX * 11 + 3];
+
+    *versions = NULL;
+    if (!h && required) {
+        plx_reply_problem(r, 428, "precondition_required",
+                          "send If-Match with the ETag of the version you change");
+        return false;
+    }
+    if (h && projects_if_match_parse(h, buf, sizeof buf))
+        *versions = plx_pstrdup(r, buf);
+    return true;
+}
+
+/* problems a write's "target" may report, and how they are answered */
+static const struct {
+    const char *problem;
+    int         status;
+    const char *code;
+    const char *detail;
+} problems[] = {
+    { "project_archived", 409, "project_archived",
+      "the project is archived: its tasks and comments are read-only" },
+    { "assignee_not_member", 400, "invalid_field",
+      "field \"assignee_id\" must be a member of the team" },
+};
+
+static bool refuse(plx_request_t *r, int status, const char *code,
+                   const char *detail)
+{
+    plx_reply_problem(r, status, code, "%s", detail);
+    return false;
+}
+
+bool projects_write_done(plx_request_t *r, const plx_db_res_t *res,
+                         const char *what)
+{
+    const char *allowed = plx_db_value(res, 0, plx_db_col(res, "allowed"));
+    const char *problem = plx_db_value(res, 0, plx_db_col(res, "problem"));
+    char detail[96];
+
+    if (plx_db_rows(res) == 0) {
+        snprintf(detail, sizeof detail, "no such %s", what);
+        return refuse(r, 404, "not_found", detail);
+    }
+    if (!allowed || strcmp(allowed, "t") != 0)
+        return refuse(r, 403, "forbidden", "your role in the team does not allow this");
+    for (size_t i = 0; problem && i < sizeof problems / sizeof problems[0]; i++)
+        if (strcmp(problem, problems[i].problem) == 0)
+            return refuse(r, problems[i].status, problems[i].code, problems[i].detail);
+    if (problem)
+        return refuse(r, 500, "internal", "a write reported an unknown problem");
+    if (!plx_db_value(res, 0, plx_db_col(res, "id"))) {
+        snprintf(detail, sizeof detail, "the %s has changed since the version in"
+                 " If-Match; read it again", what);
+        return refuse(r, 412, "precondition_failed", detail);
+    }
+    return true;
+}
+
+plx_status_t projects_team_access(plx_request_t *r, const char *team_id,
+                                  plx_role_t need)
+{
+    plx_role_t role;
+    plx_status_t st = plx_team_role(r, team_id, &role);
+
+    if (st != PLX_OK)
+        return st;
+    if (role == PLX_ROLE_NONE) {
+        plx_reply_problem(r, 404, "not_found", "no such team");
+        return PLX_ERR_NOT_FOUND;
+    }
+    if (role < need) {
+        plx_reply_problem(r, 403, "forbidden", "your role in the team does not allow this");
+        return PLX_ERR_FORBIDDEN;
+    }
+    return PLX_OK;
+}
+
+void projects_emit(plx_request_t *r, const char *kind, const char *verb,
+                   json_t *row, json_t *patch)
+{
+    json_t *payload, *changed = patch ? json_array() : NULL;
+    const char *key;
+    json_t *v;
+    char topic[64];
+
+    json_object_foreach(patch, key, v)
+        json_array_append_new(changed, json_string(key));
+    payload = json_pack("{s:O?, s:s?, s:O, s:o*}",
+                        "team_id", json_object_get(row, "team_id"),
+                        "actor_id", plx_request_user_id(r), kind, row,
+                        "changed", changed);
+    if (!payload)
+        return;
+    snprintf(topic, sizeof topic, "projects.%s.%s", kind, verb);
+    plx_event_emit(topic, payload);
+    json_decref(payload);
+}
