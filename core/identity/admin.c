@@ -279,7 +279,7 @@ static char *search_pattern(plx_request_t *r, const char *q)
 static plx_status_t admin_users_list(plx_request_t *r, void *arg)
 {
     const char *q = core_request_query(r, "q");
-    char us[24], id[40], lim[8];
+    char us[24], id[40], lim[16];
     const char *pattern = NULL;
     plx_db_res_t *res;
     plx_status_t st;
@@ -454,7 +454,7 @@ static plx_status_t admin_audit_list(plx_request_t *r, void *arg)
 {
     const char *actor = core_request_query(r, "actor");
     const char *action = core_request_query(r, "action");
-    char us[24], id[40], lim[8];
+    char us[24], id[40], lim[16];
     plx_db_res_t *res;
     plx_status_t st;
     int limit;

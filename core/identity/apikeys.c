@@ -469,7 +469,7 @@ static plx_status_t apikey_create(plx_request_t *r, void *arg)
 
 static plx_status_t apikey_list(plx_request_t *r, void *arg)
 {
-    char us[24], id[40], lim[8];
+    char us[24], id[40], lim[16];
     plx_db_res_t *res;
     plx_status_t st;
     int limit;

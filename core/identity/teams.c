@@ -287,7 +287,7 @@ static plx_status_t team_create(plx_request_t *r, void *arg)
 
 static plx_status_t team_list(plx_request_t *r, void *arg)
 {
-    char us[24], id[40], lim[8];
+    char us[24], id[40], lim[16];
     plx_db_res_t *res;
     plx_status_t st;
     int limit;
@@ -414,7 +414,7 @@ static plx_status_t team_delete(plx_request_t *r, void *arg)
 static plx_status_t members_list(plx_request_t *r, void *arg)
 {
     const char *team = core_request_param(r, "id");
-    char us[24], id[40], lim[8];
+    char us[24], id[40], lim[16];
     plx_db_res_t *res;
     plx_role_t role;
     plx_status_t st;
