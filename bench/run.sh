@@ -96,10 +96,16 @@ listen = 127.0.0.1:$plx_port
 data_dir = $src
 plugins_dir = $tmp/plexus/plugins.d
 access_log = $access_log
+# throw-away signing keys: nothing here is authenticated
+dev_mode = yes
 [log]
 level = warn
 [database]
 url = host=$PGHOST port=$PGPORT user=$PGUSER dbname=plexus_bench
+[ratelimit]
+# one client address sends everything: keep the limiter in the path, with a
+# limit wrk cannot reach
+default = 1000000000/1s
 EOF
 cat >"$tmp/plexus/plugins.d/example.conf" <<EOF
 [module]
