@@ -86,7 +86,7 @@ static const conf_decl_t decls[] = {
     { "server", "data_dir", CT_STRING, PLX_DATA_DIR, 0, 0, NULL, CF_PATH },
     { "log", "level", CT_STRING, "info", 0, 0, "debug|info|warn|error", 0 },
     { "database", "url", CT_STRING, "postgresql:///plexus", 0, 0, NULL, 0 },
-    { "database", "pool_size", CT_INT, "8", 1, 1000, NULL, 0 },
+    { "database", "pool_size", CT_INT, "4", 1, 1000, NULL, 0 },
     { "database", "acquire_timeout", CT_DURATION, "5s", 1, HOUR_MS(1), NULL, 0 },
     { "database", "connect_timeout", CT_DURATION, "5s", SEC_MS(1), HOUR_MS(1), NULL, 0 },
     { "database", "statement_timeout", CT_DURATION, "30s", 0, HOUR_MS(24), NULL, 0 },

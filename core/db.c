@@ -17,8 +17,20 @@
  * enforced by the server, which cannot help when the network has gone
  * silent; the deadline covers that case and the connection is dropped.
  *
+ * Waiters are served in arrival order: each queues a node with its own
+ * condition variable, only the head of the queue may take a connection,
+ * and a newcomer queues behind anybody already waiting. Without that a
+ * thread arriving just as a connection comes back could take it ahead of
+ * one that has waited for ages, and the tail latency grows with the load.
+ *
+ * Each connection keeps a bounded cache of prepared statements keyed by
+ * the statement text: planning is a large part of a short statement's
+ * cost, and the same few texts run over and over. See "prepared
+ * statements" below.
+ *
  * Thread safety: the pool state is under one mutex; a connection is used
- * by one thread at a time (the one that acquired it), as libpq requires.
+ * by one thread at a time (the one that acquired it), as libpq requires,
+ * and so is its statement cache.
  */
 #include "config.h"
 #include "core.h"
@@ -37,16 +49,39 @@
 #define DB_RETRY_INTERVAL   1.0     /* seconds between attempts while down */
 #define DB_DEADLINE_GRACE   5000    /* ms added to statement_timeout */
 #define DB_URL_MAX          4096
+#define DB_STMT_CACHE       128     /* prepared statements per connection */
+
+/* One prepared statement, named plx_<id> on the server. */
+struct plx_stmt {
+    char    *sql;      /* NULL: free entry */
+    uint64_t hash;
+    unsigned id;
+    bool     ref;      /* clock bit: used since the hand last passed */
+    bool     stale;    /* server says its plan changed shape: never reuse */
+};
+
+struct plx_stmt_cache {
+    struct plx_stmt e[DB_STMT_CACHE];
+    int      hand;     /* clock eviction */
+    unsigned next_id;  /* unique per connection (session) */
+};
 
 struct plx_db_conn {
     PGconn *pg;
     bool    in_use;
     bool    broken;    /* drop on release */
+    struct plx_stmt_cache stmts;   /* dies with pg */
+};
+
+/* A thread waiting for a connection; lives on its stack. */
+struct db_waiter {
+    pthread_cond_t    cond;
+    struct db_waiter *next;
 };
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t  cond;          /* a connection was given back */
+    struct db_waiter *head, *tail; /* FIFO of waiting acquirers */
     bool            ready;         /* core_db_setup done */
     char           *url;
     int             size;
@@ -67,6 +102,9 @@ static struct {
 } pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+static void wake_head_locked(void);
+static void stmt_cache_clear(struct plx_stmt_cache *sc);
 
 /* ---- connecting ---------------------------------------------------------- */
 
@@ -165,6 +203,14 @@ PGconn *core_db_connect_direct(void)
     return pg;
 }
 
+/* Forget every prepared statement: the session that held them is gone. */
+static void stmt_cache_clear(struct plx_stmt_cache *sc)
+{
+    for (int i = 0; i < DB_STMT_CACHE; i++)
+        free(sc->e[i].sql);
+    memset(sc, 0, sizeof *sc);
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
 static bool read_settings(core_config_t *cfg)
@@ -196,8 +242,6 @@ static bool read_settings(core_config_t *cfg)
 
 bool core_db_setup(core_config_t *cfg)
 {
-    pthread_condattr_t attr;
-
     if (pool.ready)
         core_db_shutdown();
     if (!cfg || !read_settings(cfg))
@@ -208,12 +252,7 @@ bool core_db_setup(core_config_t *cfg)
         pool.url = NULL;
         return false;
     }
-    /* waits are measured on the monotonic clock: a wall-clock jump must
-     * not turn a 5 s wait into an hour */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool.cond, &attr);
-    pthread_condattr_destroy(&attr);
+    pool.head = pool.tail = NULL;
     pool.down = false;
     pool.connecting = 0;
     pool.next_attempt = 0;
@@ -245,16 +284,18 @@ void core_db_shutdown(void)
         if (c->pg)
             PQfinish(c->pg);
         c->pg = NULL;
+        stmt_cache_clear(&c->stmts);
     }
     pool.ready = false;
-    pthread_cond_broadcast(&pool.cond);
+    /* every waiter sees !ready and leaves the queue itself */
+    for (struct db_waiter *w = pool.head; w; w = w->next)
+        pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&pool.lock);
     if (busy > 0) {
         LOG_WARN("database pool shut down with %d connection%s still in use",
                  busy, busy == 1 ? "" : "s");
         return;
     }
-    pthread_cond_destroy(&pool.cond);
     free(pool.slots);
     pool.slots = NULL;
     free(pool.url);
@@ -294,6 +335,7 @@ static void drop_locked(struct plx_db_conn *c)
     }
     c->pg = NULL;
     c->broken = false;
+    stmt_cache_clear(&c->stmts);
 }
 
 /* an idle connection that still works, marked in use; NULL if none */
@@ -353,7 +395,7 @@ static bool fill_slot_locked(struct plx_db_conn *c)
         c->in_use = false;
         pool.next_attempt = core_now() + DB_RETRY_INTERVAL;
         mark_down_locked(err);
-        pthread_cond_broadcast(&pool.cond);
+        wake_head_locked();   /* the next waiter learns "down" at once */
         return false;
     }
     if (pool.down)
@@ -379,31 +421,112 @@ static struct timespec deadline_after(long ms)
     return ts;
 }
 
-/* The acquisition loop: an idle live connection first, else a new one in
- * an empty slot (unless the database is down and an attempt is not due),
- * else wait for a release until the deadline. */
+/* ---- the FIFO of waiters ------------------------------------------------- */
+
+static void wake_head_locked(void)
+{
+    if (pool.head)
+        pthread_cond_signal(&pool.head->cond);
+}
+
+static void enqueue_locked(struct db_waiter *w)
+{
+    pthread_condattr_t attr;
+
+    /* waits are measured on the monotonic clock: a wall-clock jump must
+     * not turn a 5 s wait into an hour */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    w->next = NULL;
+    if (pool.tail)
+        pool.tail->next = w;
+    else
+        pool.head = w;
+    pool.tail = w;
+}
+
+/* Leave the queue (from anywhere in it: a waiter may time out). */
+static void dequeue_locked(struct db_waiter *w)
+{
+    struct db_waiter **pp = &pool.head, *prev = NULL;
+
+    while (*pp && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp)
+        *pp = w->next;
+    if (pool.tail == w)
+        pool.tail = prev;
+    pthread_cond_destroy(&w->cond);
+}
+
+/* Wake the head only if a slot is free (an idle connection or room for
+ * one): otherwise the next release wakes it, and a pointless wakeup costs
+ * a context switch per acquisition under load. */
+static void wake_head_if_free_locked(void)
+{
+    for (int i = 0; pool.head && i < pool.size; i++)
+        if (!pool.slots[i].in_use) {
+            wake_head_locked();
+            return;
+        }
+}
+
+static void leave_queue_locked(struct db_waiter *w, bool *queued)
+{
+    if (!*queued)
+        return;
+    dequeue_locked(w);
+    *queued = false;
+    wake_head_if_free_locked();
+}
+
+/* The acquisition loop. Only the head of the queue, or a newcomer that
+ * finds nobody waiting, may take a connection: an idle live one first,
+ * else a new one in an empty slot (unless the database is down and an
+ * attempt is not due). Everybody else waits on their own condition
+ * variable until a release wakes the head or the deadline passes.
+ * Whoever leaves the queue passes the turn on, so no wakeup is lost. */
 static struct plx_db_conn *acquire_locked(long timeout_ms)
 {
     struct timespec deadline = deadline_after(timeout_ms);
+    struct plx_db_conn *c = NULL;
+    struct db_waiter w;
+    bool queued = false;
 
-    for (;;) {
-        if (!pool.ready)
-            return NULL;
-        struct plx_db_conn *c = take_idle_locked();
-        if (c)
-            return c;
-        c = empty_slot_locked();
-        if (c) {
-            if (!attempt_allowed_locked(core_now()))
-                return NULL;
-            return fill_slot_locked(c) ? c : NULL;
+    while (pool.ready) {
+        if (queued ? pool.head == &w : pool.head == NULL) {
+            c = take_idle_locked();
+            if (c)
+                break;
+            c = empty_slot_locked();
+            if (c && !attempt_allowed_locked(core_now())) {
+                c = NULL;
+                break;   /* down, and no attempt due: fail fast */
+            }
+            if (c) {
+                /* fill_slot_locked drops the lock while connecting:
+                 * reserve the slot and hand the turn on first */
+                c->in_use = true;
+                leave_queue_locked(&w, &queued);
+                return fill_slot_locked(c) ? c : NULL;
+            }
         }
-        if (pthread_cond_timedwait(&pool.cond, &pool.lock, &deadline)
+        if (!queued) {
+            enqueue_locked(&w);
+            queued = true;
+        }
+        if (pthread_cond_timedwait(&w.cond, &pool.lock, &deadline)
             == ETIMEDOUT) {
             pool.timeouts++;
-            return NULL;
+            break;
         }
     }
+    leave_queue_locked(&w, &queued);
+    return c;
 }
 
 plx_db_conn_t *core_db_acquire(int timeout_ms)
@@ -456,7 +579,7 @@ void core_db_release(plx_db_conn_t *c)
         drop_locked(c);
     c->in_use = false;
     pool.in_use--;
-    pthread_cond_signal(&pool.cond);
+    wake_head_locked();
     pthread_mutex_unlock(&pool.lock);
 }
 
@@ -515,18 +638,14 @@ static bool flush_bounded(PGconn *pg, double deadline)
     }
 }
 
-/* Like PQexecParams but bounded by deadline. Returns the last result, an
- * error result in preference to a later one; NULL on a connection problem
- * or a timeout (*timed_out). */
-static PGresult *exec_bounded(PGconn *pg, const char *sql, int n,
-                              const char *const *params, double deadline,
-                              bool *timed_out)
+/* Collect the results of the command just sent, bounded by deadline.
+ * Returns the last result, an error result in preference to a later one;
+ * NULL on a connection problem or a timeout (*timed_out). */
+static PGresult *collect_bounded(PGconn *pg, double deadline, bool *timed_out)
 {
     PGresult *last = NULL, *res;
 
     *timed_out = false;
-    if (!PQsendQueryParams(pg, sql, n, NULL, params, NULL, NULL, 0))
-        return NULL;
     if (!flush_bounded(pg, deadline)) {
         *timed_out = core_now() >= deadline;
         return NULL;
@@ -557,6 +676,204 @@ static PGresult *exec_bounded(PGconn *pg, const char *sql, int n,
         PQclear(last);
         last = res;
     }
+}
+
+/* Like PQexecParams but bounded by deadline; see collect_bounded. */
+static PGresult *exec_bounded(PGconn *pg, const char *sql, int n,
+                              const char *const *params, double deadline,
+                              bool *timed_out)
+{
+    *timed_out = false;
+    if (!PQsendQueryParams(pg, sql, n, NULL, params, NULL, NULL, 0))
+        return NULL;
+    return collect_bounded(pg, deadline, timed_out);
+}
+
+/* ---- prepared statements --------------------------------------------------
+ *
+ * Planning a short statement costs about as much as running it, and a
+ * request runs the same few texts over and over (the session check, then
+ * the handler's statement). So each pooled connection prepares a text the
+ * first time it runs it there, as plx_<n>, and afterwards only binds and
+ * executes. Parameter types stay unspecified, as with PQsendQueryParams,
+ * so the server infers the same types and the results are the same.
+ *
+ * The cache is bounded (DB_STMT_CACHE entries, clock eviction with a
+ * DEALLOCATE of the victim) and dies with the connection. Two answers mean
+ * the server's copy is no good: 26000 (it does not exist, e.g. after a
+ * DISCARD ALL) and 0A000 "cached plan must not change result type" (a
+ * table's columns changed under a SELECT *). The entry is dropped and,
+ * outside a transaction, the statement is prepared and run once more;
+ * inside one the transaction has already failed, so the error stands.
+ */
+
+/* FNV-1a: cheap, and a hash match is always confirmed with strcmp */
+static uint64_t stmt_hash(const char *sql)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+static void stmt_name(unsigned id, char out[24])
+{
+    snprintf(out, 24, "plx_%u", id);
+}
+
+static struct plx_stmt *stmt_find(struct plx_stmt_cache *sc, const char *sql,
+                                  uint64_t hash)
+{
+    for (int i = 0; i < DB_STMT_CACHE; i++) {
+        struct plx_stmt *e = &sc->e[i];
+        if (e->sql && !e->stale && e->hash == hash && strcmp(e->sql, sql) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void stmt_forget(struct plx_stmt *e)
+{
+    free(e->sql);
+    memset(e, 0, sizeof *e);
+}
+
+/* Drop the server's copy of a statement. Only outside a transaction: an
+ * error (it may already be gone) would abort the caller's transaction.
+ * Errors are otherwise ignored; false only if the connection failed. */
+static bool stmt_deallocate(PGconn *pg, unsigned id, double deadline,
+                            bool *timed_out)
+{
+    char name[24], sql[40];
+
+    stmt_name(id, name);
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", name);
+    PGresult *res = exec_bounded(pg, sql, 0, NULL, deadline, timed_out);
+    bool ok = res != NULL;
+    PQclear(res);
+    return ok;
+}
+
+/* A free entry, evicting one if need be (clock: pass over and clear the
+ * recently used, take the first that was not; stale ones go first).
+ * NULL when none can be had: the cache is full inside a transaction, or
+ * the connection failed (*failed). */
+static struct plx_stmt *stmt_slot(struct plx_db_conn *c, double deadline,
+                                  bool *failed, bool *timed_out)
+{
+    struct plx_stmt_cache *sc = &c->stmts;
+    struct plx_stmt *e;
+
+    *failed = false;
+    for (int i = 0; i < DB_STMT_CACHE; i++)
+        if (!sc->e[i].sql)
+            return &sc->e[i];
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return NULL;
+    for (;;) {
+        e = &sc->e[sc->hand];
+        sc->hand = (sc->hand + 1) % DB_STMT_CACHE;
+        if (!e->ref || e->stale)
+            break;
+        e->ref = false;
+    }
+    if (!stmt_deallocate(c->pg, e->id, deadline, timed_out)) {
+        *failed = true;
+        return NULL;
+    }
+    stmt_forget(e);
+    return e;
+}
+
+static PGresult *run_prepared(PGconn *pg, unsigned id, int n,
+                              const char *const *params, double deadline,
+                              bool *timed_out)
+{
+    char name[24];
+
+    *timed_out = false;
+    stmt_name(id, name);
+    if (!PQsendQueryPrepared(pg, name, n, params, NULL, NULL, 0))
+        return NULL;
+    return collect_bounded(pg, deadline, timed_out);
+}
+
+/* A miss: prepare the text into a free entry, then run it. Without an
+ * entry to spare (full, inside a transaction) it runs unprepared. A
+ * failed prepare returns its error: the same the statement would give. */
+static PGresult *prepare_and_run(struct plx_db_conn *c, const char *sql,
+                                 uint64_t hash, int n,
+                                 const char *const *params, double deadline,
+                                 bool *timed_out)
+{
+    bool failed;
+    struct plx_stmt *e = stmt_slot(c, deadline, &failed, timed_out);
+    char name[24];
+    char *copy;
+
+    if (failed)
+        return NULL;
+    if (!e || !(copy = strdup(sql)))
+        return exec_bounded(c->pg, sql, n, params, deadline, timed_out);
+    unsigned id = c->stmts.next_id++;
+    stmt_name(id, name);
+    if (!PQsendPrepare(c->pg, name, sql, n, NULL)) {
+        free(copy);
+        *timed_out = false;
+        return NULL;
+    }
+    PGresult *res = collect_bounded(c->pg, deadline, timed_out);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        free(copy);
+        return res;
+    }
+    PQclear(res);
+    *e = (struct plx_stmt){ .sql = copy, .hash = hash, .id = id, .ref = true };
+    return run_prepared(c->pg, id, n, params, deadline, timed_out);
+}
+
+/* 26000, or 0A000 "cached plan must not change result type": the
+ * server's prepared statement is gone or unusable */
+static bool stmt_invalid(const PGresult *res)
+{
+    const char *state, *msg;
+
+    if (!res || PQresultStatus(res) != PGRES_FATAL_ERROR)
+        return false;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (state && strcmp(state, "26000") == 0)
+        return true;
+    return state && strcmp(state, "0A000") == 0 && msg
+        && strstr(msg, "cached plan must not change result type") != NULL;
+}
+
+/* Run a statement through the connection's cache; see the section banner. */
+static PGresult *exec_cached(struct plx_db_conn *c, const char *sql, int n,
+                             const char *const *params, double deadline,
+                             bool *timed_out)
+{
+    uint64_t hash = stmt_hash(sql);
+    struct plx_stmt *e = stmt_find(&c->stmts, sql, hash);
+
+    if (!e)
+        return prepare_and_run(c, sql, hash, n, params, deadline, timed_out);
+    e->ref = true;
+    PGresult *res = run_prepared(c->pg, e->id, n, params, deadline, timed_out);
+    if (!stmt_invalid(res))
+        return res;
+    /* 0A000: the server still holds it; keep the entry, marked stale, until
+     * the clock evicts it with a DEALLOCATE (possible only outside a
+     * transaction). 26000: there is nothing to deallocate. */
+    if (strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "26000") == 0)
+        stmt_forget(e);
+    else
+        e->stale = true;
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return res;
+    PQclear(res);
+    return prepare_and_run(c, sql, hash, n, params, deadline, timed_out);
 }
 
 static bool sqlstate_is(const char *state, const char *prefix)
@@ -694,7 +1011,7 @@ static plx_status_t exec_on(struct plx_db_conn *c, const char *request_id,
                             double deadline, plx_db_res_t **out)
 {
     bool timed_out, broken;
-    PGresult *pg = exec_bounded(c->pg, sql, n, params, deadline, &timed_out);
+    PGresult *pg = exec_cached(c, sql, n, params, deadline, &timed_out);
     plx_status_t st;
 
     if (result_ok(pg))

@@ -184,7 +184,7 @@ static void test_defaults(void **state)
     assert_string_equal(core_config_get(f->cfg, "log", "level"), "info");
     assert_string_equal(core_config_get(f->cfg, "database", "url"),
                         "postgresql:///plexus");
-    assert_int_equal(core_config_int(f->cfg, "database", "pool_size"), 8);
+    assert_int_equal(core_config_int(f->cfg, "database", "pool_size"), 4);
     assert_true(core_config_bool(f->cfg, "database", "migrate_on_start"));
     assert_int_equal(core_config_ms(f->cfg, "jobs", "backoff_max"), 3600000);
     assert_int_equal(core_config_ms(f->cfg, "jobs", "lease"), 300000);
