@@ -26,61 +26,11 @@ connections=${CONNECTIONS:-50}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
 
-"$src/scripts/install-deps.sh" bench
-
-# ---- a release build ----------------------------------------------------------
-if [ -f "$src/config.status" ]; then
-    echo "bench: $src is configured in place; run 'make distclean' there first" >&2
-    exit 1
-fi
-[ -x "$src/configure" ] || autoreconf -fi "$src"
-mkdir -p "$build"
-(
-    cd "$build"
-    [ -f config.status ] || "$src/configure" CFLAGS="-O2 -g" >configure.out 2>&1 \
-        || { cat configure.out; exit 1; }
-    make -j2 plexusd modules/metrics/metrics.la >make.out 2>&1 \
-        || { tail -50 make.out; exit 1; }
-)
-
-tmp=$(mktemp -d /tmp/plexus-bench-metrics.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        timeout 15 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-    done
-    "$src/scripts/pg-cluster.sh" stop "$build/pg-metrics" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-wait_http() {
-    local url=$1
-    for _ in $(seq 1 150); do
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "bench: $url did not answer" >&2
-    return 1
-}
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-# ---- PostgreSQL ----------------------------------------------------------------
-eval "$("$src/scripts/pg-cluster.sh" start "$build/pg-metrics")"
+# shellcheck source=bench/lib.sh
+. "$src/bench/lib.sh"
+bench_build plexusd modules/metrics/metrics.la
+bench_setup metrics
+bench_postgres "$build/pg-metrics"
 
 # ---- two servers ----------------------------------------------------------------
 # start_server NAME LOAD_METRICS: sets server_port (not in a subshell, so

@@ -33,67 +33,16 @@ connections=${CONNECTIONS:-50}
 threads=${THREADS:-2}
 tasks=${TASKS:-10000}
 
-"$src/scripts/install-deps.sh" bench
-
-# ---- a release build ----------------------------------------------------------
-if [ -f "$src/config.status" ]; then
-    echo "bench: $src is configured in place; run 'make distclean' there first" >&2
-    exit 1
-fi
-[ -x "$src/configure" ] || autoreconf -fi "$src"
-mkdir -p "$build"
-(
-    cd "$build"
-    [ -f config.status ] || "$src/configure" CFLAGS="-O2 -g" >configure.out 2>&1 \
-        || { cat configure.out; exit 1; }
-    make -j2 plexusd modules/projects/projects.la >make.out 2>&1 \
-        || { tail -50 make.out; exit 1; }
-)
-
-tmp=$(mktemp -d /tmp/plexus-bench-projects.XXXXXX)
-pgdir=$build/pg-projects
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        timeout 15 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-    done
-    "$src/scripts/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-wait_http() {
-    local url=$1
-    for _ in $(seq 1 150); do
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "bench: $url did not answer" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$src/bench/lib.sh"
+bench_build plexusd modules/projects/projects.la
+bench_setup projects
+bench_postgres "$build/pg-projects" plexus_bench_projects
 
 json_field() {   # json_field NAME < body: the first "NAME":"value"
     sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-# ---- PostgreSQL ----------------------------------------------------------------
-eval "$("$src/scripts/pg-cluster.sh" start "$pgdir")"
-dropdb --if-exists plexus_bench_projects
-createdb plexus_bench_projects
 
 # ---- plexusd with the projects module ------------------------------------------------
 port=$(free_port)

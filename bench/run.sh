@@ -27,65 +27,11 @@ connections=${CONNECTIONS:-50 1000}
 threads=${THREADS:-2}
 access_log=${ACCESS_LOG:-no}
 
-"$src/scripts/install-deps.sh" bench
-
-# ---- a release build ----------------------------------------------------------
-if [ -f "$src/config.status" ]; then
-    echo "bench: $src is configured in place; run 'make distclean' there first" >&2
-    exit 1
-fi
-[ -x "$src/configure" ] || autoreconf -fi "$src"
-mkdir -p "$build"
-(
-    cd "$build"
-    [ -f config.status ] || "$src/configure" CFLAGS="-O2 -g" >configure.out 2>&1 \
-        || { cat configure.out; exit 1; }
-    make -j2 plexusd tests/plugins/example.la >make.out 2>&1 \
-        || { tail -50 make.out; exit 1; }
-)
-
-tmp=$(mktemp -d /tmp/plexus-bench.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        timeout 15 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-    done
-    "$src/scripts/pg-cluster.sh" stop "$build/pg" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-wait_http() {
-    local url=$1
-    for _ in $(seq 1 150); do
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "bench: $url did not answer" >&2
-    return 1
-}
-
-# 1000 connections need more than the default 1024 descriptors, for wrk and
-# for both servers (they inherit this limit)
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-# ---- PostgreSQL ----------------------------------------------------------------
-eval "$("$src/scripts/pg-cluster.sh" start "$build/pg")"
-dropdb --if-exists plexus_bench
-createdb plexus_bench
+# shellcheck source=bench/lib.sh
+. "$src/bench/lib.sh"
+bench_build plexusd tests/plugins/example.la
+bench_setup run
+bench_postgres "$build/pg" plexus_bench
 
 # ---- plexusd -------------------------------------------------------------------
 plx_port=$(free_port)
