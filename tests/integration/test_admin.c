@@ -63,36 +63,6 @@ static int group_teardown(void **state)
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static json_t *expect(const char *method, const char *path, const char *token,
-                      const char *body, long status)
-{
-    plxt_resp_t resp;
-    json_t *j;
-
-    plxt_call(srv, method, path, token, body, &resp);
-    if (resp.status != status)
-        fail_msg("%s %s: expected %ld, found %ld: %.400s", method, path, status,
-                 resp.status, resp.body ? resp.body : "");
-    j = plxt_resp_json(&resp);
-    plxt_resp_free(&resp);
-    return j;
-}
-
-static void expect_status(const char *method, const char *path, const char *token,
-                          const char *body, long status)
-{
-    json_decref(expect(method, path, token, body, status));
-}
-
-static const char *str(json_t *j, const char *key)
-{
-    const char *v = json_string_value(json_object_get(j, key));
-
-    if (!v)
-        fail_msg("expected a string \"%s\" in the answer", key);
-    return v;
-}
-
 static const char *user_path(const char *prefix, const char *id)
 {
     static char buf[256];
@@ -113,8 +83,8 @@ static void key_for(const plxt_user_t *u, const char *scopes, char key[128])
     json_t *j;
 
     snprintf(body, sizeof body, "{\"name\":\"t\",\"scopes\":%s}", scopes);
-    j = expect("POST", "/api/v1/api-keys", u->access, body, 201);
-    snprintf(key, 128, "%s", str(j, "key"));
+    j = plxt_expect(srv, "POST", "/api/v1/api-keys", u->access, body, 201);
+    snprintf(key, 128, "%s", plxt_str(j, "key"));
     json_decref(j);
 }
 
@@ -128,22 +98,22 @@ static void test_user_self_or_admin(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     plxt_user_new(srv, db, &other);
-    j = expect("GET", user_path("/api/v1/users/", u.id), u.access, NULL, 200);
-    assert_string_equal(str(j, "id"), u.id);
-    assert_string_equal(str(j, "email"), u.email);
-    assert_string_equal(str(j, "role"), "user");
+    j = plxt_expect(srv, "GET", user_path("/api/v1/users/", u.id), u.access, NULL, 200);
+    assert_string_equal(plxt_str(j, "id"), u.id);
+    assert_string_equal(plxt_str(j, "email"), u.email);
+    assert_string_equal(plxt_str(j, "role"), "user");
     assert_true(json_is_false(json_object_get(j, "disabled")));
     assert_null(json_object_get(j, "password_hash"));
     json_decref(j);
     /* someone else's account does not exist for a plain user */
-    expect_status("GET", user_path("/api/v1/users/", other.id), u.access, NULL, 404);
-    j = expect("GET", user_path("/api/v1/users/", other.id), admin.access, NULL, 200);
-    assert_string_equal(str(j, "email"), other.email);
+    plxt_expect_status(srv, "GET", user_path("/api/v1/users/", other.id), u.access, NULL, 404);
+    j = plxt_expect(srv, "GET", user_path("/api/v1/users/", other.id), admin.access, NULL, 200);
+    assert_string_equal(plxt_str(j, "email"), other.email);
     json_decref(j);
-    expect_status("GET", "/api/v1/users/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
+    plxt_expect_status(srv, "GET", "/api/v1/users/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
                   admin.access, NULL, 404);
-    expect_status("GET", "/api/v1/users/%27%20OR%201%3D1--", admin.access, NULL, 404);
-    expect_status("GET", user_path("/api/v1/users/", u.id), NULL, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/users/%27%20OR%201%3D1--", admin.access, NULL, 404);
+    plxt_expect_status(srv, "GET", user_path("/api/v1/users/", u.id), NULL, NULL, 401);
 }
 
 static void test_admin_routes_need_admin(void **state)
@@ -158,8 +128,8 @@ static void test_admin_routes_need_admin(void **state)
     plxt_user_new(srv, db, &u);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const char *body = routes[i][0][0] == 'P' ? "{\"disabled\":true}" : NULL;
-        expect_status(routes[i][0], routes[i][1], u.access, body, 403);
-        expect_status(routes[i][0], routes[i][1], NULL, body, 401);
+        plxt_expect_status(srv, routes[i][0], routes[i][1], u.access, body, 403);
+        plxt_expect_status(srv, routes[i][0], routes[i][1], NULL, body, 401);
     }
 }
 
@@ -181,7 +151,7 @@ static long search(const char *q_encoded)
     long n;
 
     snprintf(path, sizeof path, "/api/v1/admin/users?limit=200&q=%s", q_encoded);
-    j = expect("GET", path, admin.access, NULL, 200);
+    j = plxt_expect(srv, "GET", path, admin.access, NULL, 200);
     n = items_count(j);
     json_decref(j);
     return n;
@@ -218,9 +188,9 @@ static void test_search_takes_wildcards_literally(void **state)
         char path[512];
         snprintf(path, sizeof path, "/api/v1/admin/users?q=%s&limit=1%s%s", tag,
                  cursor[0] ? "&cursor=" : "", cursor);
-        json_t *j = expect("GET", path, admin.access, NULL, 200);
+        json_t *j = plxt_expect(srv, "GET", path, admin.access, NULL, 200);
         assert_int_equal(items_count(j), 1);
-        assert_string_equal(str(json_array_get(json_object_get(j, "items"), 0), "email"),
+        assert_string_equal(plxt_str(json_array_get(json_object_get(j, "items"), 0), "email"),
                             e[i]);
         json_t *next = json_object_get(j, "next_cursor");
         if (i < 3)
@@ -242,12 +212,12 @@ static void test_search_bad_input_is_400(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "/api/v1/admin/users?%s", bad[i]);
-        expect_status("GET", path, admin.access, NULL, 400);
+        plxt_expect_status(srv, "GET", path, admin.access, NULL, 400);
     }
     strcpy(path, "/api/v1/admin/users?q=");
     memset(path + strlen(path), 'q', 300);
     path[22 + 300] = '\0';
-    expect_status("GET", path, admin.access, NULL, 400);
+    plxt_expect_status(srv, "GET", path, admin.access, NULL, 400);
 }
 
 /* ---- changing users ------------------------------------------------------------------ */
@@ -261,17 +231,17 @@ static void test_disable_stops_tokens_and_keys(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     key_for(&u, "[]", key);
-    expect_status("GET", "/api/v1/probe/user", u.access, NULL, 200);
-    expect_status("GET", "/api/v1/probe/user", key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 200);
 
-    j = expect("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                "{\"disabled\":true}", 200);
     assert_true(json_is_true(json_object_get(j, "disabled")));
     json_decref(j);
-    expect_status("GET", "/api/v1/probe/user", u.access, NULL, 401);
-    expect_status("GET", "/api/v1/probe/user", key, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 401);
     snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", u.refresh);
-    j = expect("POST", "/api/v1/auth/refresh", NULL, body, 401);
+    j = plxt_expect(srv, "POST", "/api/v1/auth/refresh", NULL, body, 401);
     json_decref(j);
     assert_true(plxt_user_try_login(srv, &u, NULL, NULL) >= 400);
     const char *p[1] = { u.id };
@@ -279,13 +249,13 @@ static void test_disable_stops_tokens_and_keys(void **state)
                                   "AND revoked_at IS NULL", 1, p), 0);
 
     /* enabled again: the key works, a new login works */
-    j = expect("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                "{\"disabled\":false}", 200);
     assert_true(json_is_false(json_object_get(j, "disabled")));
     json_decref(j);
-    expect_status("GET", "/api/v1/probe/user", key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 200);
     plxt_user_login(srv, &u);
-    expect_status("GET", "/api/v1/probe/user", u.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
 }
 
 static long audit_rows(const char *action, const char *actor, const char *target)
@@ -305,16 +275,16 @@ static void test_role_change(void **state)
 
     (void)state;
     plxt_user_new(srv, db, &u);
-    expect_status("GET", "/api/v1/probe/admin", u.access, NULL, 403);
-    j = expect("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", u.access, NULL, 403);
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                "{\"role\":\"admin\"}", 200);
-    assert_string_equal(str(j, "role"), "admin");
+    assert_string_equal(plxt_str(j, "role"), "admin");
     json_decref(j);
-    expect_status("GET", "/api/v1/probe/admin", u.access, NULL, 200);
-    expect_status("GET", "/api/v1/admin/users", u.access, NULL, 200);
-    expect_status("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", u.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/admin/users", u.access, NULL, 200);
+    plxt_expect_status(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                   "{\"role\":\"user\",\"disabled\":false}", 200);
-    expect_status("GET", "/api/v1/probe/admin", u.access, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", u.access, NULL, 403);
     assert_int_equal(audit_rows("admin.user_updated", admin.id, u.id), 2);
 }
 
@@ -325,14 +295,14 @@ static void test_admin_cannot_lock_self_out(void **state)
 
     (void)state;
     self = user_path("/api/v1/admin/users/", admin.id);
-    j = expect("PATCH", self, admin.access, "{\"disabled\":true}", 403);
-    assert_string_equal(str(j, "code"), "cannot_modify_self");
+    j = plxt_expect(srv, "PATCH", self, admin.access, "{\"disabled\":true}", 403);
+    assert_string_equal(plxt_str(j, "code"), "cannot_modify_self");
     json_decref(j);
     self = user_path("/api/v1/admin/users/", admin.id);
-    expect_status("PATCH", self, admin.access, "{\"role\":\"user\"}", 403);
+    plxt_expect_status(srv, "PATCH", self, admin.access, "{\"role\":\"user\"}", 403);
     self = user_path("/api/v1/admin/users/", admin.id);
-    expect_status("PATCH", self, admin.access, "{\"role\":\"admin\",\"disabled\":false}", 200);
-    expect_status("GET", "/api/v1/probe/admin", admin.access, NULL, 200);
+    plxt_expect_status(srv, "PATCH", self, admin.access, "{\"role\":\"admin\",\"disabled\":false}", 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", admin.access, NULL, 200);
 }
 
 static void test_patch_bad_input(void **state)
@@ -347,11 +317,11 @@ static void test_patch_bad_input(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_status("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+        plxt_expect_status(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                       bad[i], 400);
-    expect_status("PATCH", "/api/v1/admin/users/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
+    plxt_expect_status(srv, "PATCH", "/api/v1/admin/users/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
                   admin.access, "{\"disabled\":true}", 404);
-    expect_status("PATCH", "/api/v1/admin/users/nope", admin.access,
+    plxt_expect_status(srv, "PATCH", "/api/v1/admin/users/nope", admin.access,
                   "{\"disabled\":true}", 404);
     assert_false(plxt_server_log_contains(srv, "\"status\":500"));
 }
@@ -377,37 +347,37 @@ static void test_audit_log(void **state)
     plxt_resp_free(&resp);
 
     snprintf(path, sizeof path, "/api/v1/admin/audit?action=probe.audited&actor=%s", u.id);
-    j = expect("GET", path, admin.access, NULL, 200);
+    j = plxt_expect(srv, "GET", path, admin.access, NULL, 200);
     items = json_object_get(j, "items");
     assert_int_equal(json_array_size(items), 1);
     first = json_array_get(items, 0);
-    assert_string_equal(str(first, "actor_id"), u.id);
-    assert_string_equal(str(first, "target_type"), "probe");
-    assert_string_equal(str(first, "target_id"), "target-1");
-    assert_string_equal(str(first, "request_id"), "audit-probe-4711");
-    assert_string_equal(str(first, "ip"), "127.0.0.1");
-    assert_string_equal(str(json_object_get(first, "details"), "probe"), "yes");
+    assert_string_equal(plxt_str(first, "actor_id"), u.id);
+    assert_string_equal(plxt_str(first, "target_type"), "probe");
+    assert_string_equal(plxt_str(first, "target_id"), "target-1");
+    assert_string_equal(plxt_str(first, "request_id"), "audit-probe-4711");
+    assert_string_equal(plxt_str(first, "ip"), "127.0.0.1");
+    assert_string_equal(plxt_str(json_object_get(first, "details"), "probe"), "yes");
     assert_true(json_is_string(json_object_get(first, "at")));
     json_decref(j);
 
     /* the admin's own actions, newest first, a page at a time */
-    expect_status("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    plxt_expect_status(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                   "{\"role\":\"admin\"}", 200);
-    expect_status("PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+    plxt_expect_status(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                   "{\"role\":\"user\"}", 200);
     snprintf(path, sizeof path, "/api/v1/admin/audit?action=admin.user_updated&actor=%s"
              "&limit=1", admin.id);
-    j = expect("GET", path, admin.access, NULL, 200);
+    j = plxt_expect(srv, "GET", path, admin.access, NULL, 200);
     first = json_array_get(json_object_get(j, "items"), 0);
-    assert_string_equal(str(first, "target_id"), u.id);
-    assert_string_equal(str(json_object_get(first, "details"), "role"), "user");
+    assert_string_equal(plxt_str(first, "target_id"), u.id);
+    assert_string_equal(plxt_str(json_object_get(first, "details"), "role"), "user");
     json_int_t newest = json_integer_value(json_object_get(first, "id"));
     snprintf(path + strlen(path), sizeof path - strlen(path), "&cursor=%s",
-             str(j, "next_cursor"));
+             plxt_str(j, "next_cursor"));
     json_decref(j);
-    j = expect("GET", path, admin.access, NULL, 200);
+    j = plxt_expect(srv, "GET", path, admin.access, NULL, 200);
     first = json_array_get(json_object_get(j, "items"), 0);
-    assert_string_equal(str(json_object_get(first, "details"), "role"), "admin");
+    assert_string_equal(plxt_str(json_object_get(first, "details"), "role"), "admin");
     assert_true(json_integer_value(json_object_get(first, "id")) < newest);
     json_decref(j);
 
@@ -419,9 +389,9 @@ static void test_audit_log(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "/api/v1/admin/audit?%s", bad[i]);
-        expect_status("GET", path, admin.access, NULL, 400);
+        plxt_expect_status(srv, "GET", path, admin.access, NULL, 400);
     }
-    expect_status("GET", "/api/v1/admin/audit?action=no.such.action", admin.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/admin/audit?action=no.such.action", admin.access, NULL, 200);
 }
 
 /* ---- plexusd create-admin --------------------------------------------------------------- */
@@ -453,11 +423,11 @@ static void test_create_admin_command(void **state)
         fail_msg("create-admin: exit %d: %s", rc, out ? out : "");
     free(out);
     plxt_user_login(srv, &boss);
-    j = expect("GET", "/api/v1/auth/me", boss.access, NULL, 200);
-    assert_string_equal(str(j, "role"), "admin");
+    j = plxt_expect(srv, "GET", "/api/v1/auth/me", boss.access, NULL, 200);
+    assert_string_equal(plxt_str(j, "role"), "admin");
     assert_true(json_is_true(json_object_get(j, "email_verified")));
     json_decref(j);
-    expect_status("GET", "/api/v1/probe/admin", boss.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", boss.access, NULL, 200);
 
     /* again: nothing to do */
     rc = create_admin(boss.email, boss.password, &out);
@@ -471,7 +441,7 @@ static void test_create_admin_command(void **state)
     if (rc != 0 || !strstr(out, "promoted"))
         fail_msg("create-admin (promote): exit %d: %s", rc, out ? out : "");
     free(out);
-    expect_status("GET", "/api/v1/probe/admin", plain.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", plain.access, NULL, 200);
 
     /* a weak password creates nobody; no password at all neither */
     rc = create_admin("weak@example.test", "short", &out);
@@ -509,7 +479,7 @@ static void test_create_admin_reads_stdin(void **state)
         fail_msg("create-admin from stdin: exit %d: %s", rc, out ? out : "");
     free(out);
     plxt_user_login(srv, &u);
-    expect_status("GET", "/api/v1/admin/users", u.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/admin/users", u.access, NULL, 200);
 }
 
 int main(void)

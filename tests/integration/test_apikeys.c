@@ -57,27 +57,6 @@ static int group_teardown(void **state)
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static json_t *expect(const char *method, const char *path, const char *token,
-                      const char *body, long status)
-{
-    plxt_resp_t resp;
-    json_t *j;
-
-    plxt_call(srv, method, path, token, body, &resp);
-    if (resp.status != status)
-        fail_msg("%s %s: expected %ld, found %ld: %.400s", method, path, status,
-                 resp.status, resp.body ? resp.body : "");
-    j = plxt_resp_json(&resp);
-    plxt_resp_free(&resp);
-    return j;
-}
-
-static void expect_status(const char *method, const char *path, const char *token,
-                          const char *body, long status)
-{
-    json_decref(expect(method, path, token, body, status));
-}
-
 /* GET path with "X-API-Key: key" */
 static long get_with_x_api_key(const char *path, const char *key, json_t **out)
 {
@@ -97,15 +76,6 @@ static long get_with_x_api_key(const char *path, const char *key, json_t **out)
     return status;
 }
 
-static const char *str(json_t *j, const char *key)
-{
-    const char *v = json_string_value(json_object_get(j, key));
-
-    if (!v)
-        fail_msg("expected a string \"%s\" in the answer", key);
-    return v;
-}
-
 typedef struct key {
     char id[37];
     char key[128];
@@ -115,12 +85,12 @@ typedef struct key {
 /* POST /api/v1/api-keys with body; expects 201 and checks the answer's shape */
 static void key_new(const plxt_user_t *u, const char *body, key_t_ *k)
 {
-    json_t *j = expect("POST", "/api/v1/api-keys", u->access, body, 201);
-    const char *key = str(j, "key");
+    json_t *j = plxt_expect(srv, "POST", "/api/v1/api-keys", u->access, body, 201);
+    const char *key = plxt_str(j, "key");
 
-    snprintf(k->id, sizeof k->id, "%s", str(j, "id"));
+    snprintf(k->id, sizeof k->id, "%s", plxt_str(j, "id"));
     snprintf(k->key, sizeof k->key, "%s", key);
-    snprintf(k->prefix, sizeof k->prefix, "%s", str(j, "prefix"));
+    snprintf(k->prefix, sizeof k->prefix, "%s", plxt_str(j, "prefix"));
     /* plx_<12>_<43>, the prefix is the one in the key */
     assert_int_equal(strlen(key), 60);
     assert_memory_equal(key, "plx_", 4);
@@ -135,12 +105,12 @@ static void key_new(const plxt_user_t *u, const char *body, key_t_ *k)
 
 static json_t *key_listed(const plxt_user_t *u, const char *id)
 {
-    json_t *j = expect("GET", "/api/v1/api-keys?limit=200", u->access, NULL, 200);
+    json_t *j = plxt_expect(srv, "GET", "/api/v1/api-keys?limit=200", u->access, NULL, 200);
     json_t *items = json_object_get(j, "items"), *found = NULL;
 
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *k = json_array_get(items, i);
-        if (strcmp(str(k, "id"), id) == 0)
+        if (strcmp(plxt_str(k, "id"), id) == 0)
             found = json_incref(k);
     }
     json_decref(j);
@@ -168,12 +138,12 @@ static void test_key_works_as_bearer_and_header(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     key_new(&u, "{\"name\":\"ci\",\"scopes\":[\"probe:read\"]}", &k);
-    j = expect("GET", "/api/v1/probe/user", k.key, NULL, 200);
-    assert_string_equal(str(j, "user_id"), u.id);
+    j = plxt_expect(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
+    assert_string_equal(plxt_str(j, "user_id"), u.id);
     assert_false(json_is_true(json_object_get(j, "admin")));
     json_decref(j);
     assert_int_equal(get_with_x_api_key("/api/v1/probe/user", k.key, &j), 200);
-    assert_string_equal(str(j, "user_id"), u.id);
+    assert_string_equal(plxt_str(j, "user_id"), u.id);
     json_decref(j);
     /* last use is recorded */
     j = key_listed(&u, k.id);
@@ -197,10 +167,10 @@ static void test_list_never_shows_the_secret(void **state)
                 "\"expires_at\":\"2999-01-01T00:00:00Z\"}", &k);
     j = key_listed(&u, k.id);
     assert_non_null(j);
-    assert_string_equal(str(j, "name"), "listed");
-    assert_string_equal(str(j, "prefix"), k.prefix);
+    assert_string_equal(plxt_str(j, "name"), "listed");
+    assert_string_equal(plxt_str(j, "prefix"), k.prefix);
     assert_int_equal(json_array_size(json_object_get(j, "scopes")), 2);
-    assert_string_equal(str(j, "expires_at"), "2999-01-01T00:00:00.000Z");
+    assert_string_equal(plxt_str(j, "expires_at"), "2999-01-01T00:00:00.000Z");
     assert_true(json_is_false(json_object_get(j, "revoked")));
     assert_null(json_object_get(j, "key"));
     assert_null(json_object_get(j, "key_hash"));
@@ -211,7 +181,7 @@ static void test_list_never_shows_the_secret(void **state)
     /* someone else's list does not hold it */
     assert_null(key_listed(&other, k.id));
     /* an API key may list */
-    expect_status("GET", "/api/v1/api-keys", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys", k.key, NULL, 200);
 }
 
 static void test_revoke(void **state)
@@ -224,25 +194,25 @@ static void test_revoke(void **state)
     plxt_user_new(srv, db, &u);
     plxt_user_new(srv, db, &other);
     key_new(&u, "{\"name\":\"short-lived\",\"scopes\":[]}", &k);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     /* another user's key id is "not found", and stays working */
     char path[128];
     snprintf(path, sizeof path, "/api/v1/api-keys/%s", k.id);
-    expect_status("DELETE", path, other.access, NULL, 404);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
-    expect_status("DELETE", path, u.access, NULL, 204);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 401);
+    plxt_expect_status(srv, "DELETE", path, other.access, NULL, 404);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "DELETE", path, u.access, NULL, 204);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 401);
     assert_int_equal(get_with_x_api_key("/api/v1/probe/user", k.key, NULL), 401);
     /* idempotent, audited once */
-    expect_status("DELETE", path, u.access, NULL, 204);
+    plxt_expect_status(srv, "DELETE", path, u.access, NULL, 204);
     assert_int_equal(audit_count("apikey.revoked", k.id), 1);
     j = key_listed(&u, k.id);
     assert_true(json_is_true(json_object_get(j, "revoked")));
     assert_true(json_is_string(json_object_get(j, "revoked_at")));
     json_decref(j);
-    expect_status("DELETE", "/api/v1/api-keys/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
+    plxt_expect_status(srv, "DELETE", "/api/v1/api-keys/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
                   u.access, NULL, 404);
-    expect_status("DELETE", "/api/v1/api-keys/x%27%20OR%201%3D1", u.access, NULL, 404);
+    plxt_expect_status(srv, "DELETE", "/api/v1/api-keys/x%27%20OR%201%3D1", u.access, NULL, 404);
 }
 
 static void test_scopes_are_enforced(void **state)
@@ -256,22 +226,22 @@ static void test_scopes_are_enforced(void **state)
     key_new(&u, "{\"name\":\"reader\",\"scopes\":[\"probe:read\"]}", &reader);
     key_new(&u, "{\"name\":\"none\",\"scopes\":[]}", &none);
     key_new(&u, "{\"name\":\"writer\",\"scopes\":[\"probe:write\"]}", &writer);
-    expect_status("GET", "/api/v1/probe/scoped", reader.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", reader.key, NULL, 200);
     assert_int_equal(get_with_x_api_key("/api/v1/probe/scoped", reader.key, NULL), 200);
-    expect_status("GET", "/api/v1/probe/scoped", none.key, NULL, 403);
-    expect_status("GET", "/api/v1/probe/scoped", writer.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", none.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", writer.key, NULL, 403);
     /* the user's own token holds every scope of the user */
-    expect_status("GET", "/api/v1/probe/scoped", u.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", u.access, NULL, 200);
     /* what a module sees */
-    j = expect("GET", "/api/v1/probe/user", writer.key, NULL, 200);
+    j = plxt_expect(srv, "GET", "/api/v1/probe/user", writer.key, NULL, 200);
     assert_false(json_is_true(json_object_get(j, "probe_read")));
     assert_true(json_is_true(json_object_get(j, "probe_write")));
     json_decref(j);
-    j = expect("GET", "/api/v1/probe/user", u.access, NULL, 200);
+    j = plxt_expect(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
     assert_true(json_is_true(json_object_get(j, "probe_read")));
     json_decref(j);
     /* anonymous */
-    expect_status("GET", "/api/v1/probe/scoped", NULL, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", NULL, NULL, 401);
 }
 
 static void test_admin_needs_admin_user_and_scope(void **state)
@@ -286,12 +256,12 @@ static void test_admin_needs_admin_user_and_scope(void **state)
     key_new(&admin, "{\"name\":\"ops\",\"scopes\":[\"admin\"]}", &with);
     key_new(&admin, "{\"name\":\"daily\",\"scopes\":[\"probe:read\"]}", &without);
     key_new(&plain, "{\"name\":\"sneaky\",\"scopes\":[\"admin\"]}", &pretender);
-    expect_status("GET", "/api/v1/probe/admin", admin.access, NULL, 200);
-    expect_status("GET", "/api/v1/probe/admin", with.key, NULL, 200);
-    expect_status("GET", "/api/v1/probe/admin", without.key, NULL, 403);
-    expect_status("GET", "/api/v1/probe/admin", pretender.key, NULL, 403);
-    expect_status("GET", "/api/v1/admin/users", pretender.key, NULL, 403);
-    expect_status("GET", "/api/v1/admin/users", with.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", admin.access, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", with.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", without.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/admin", pretender.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/admin/users", pretender.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/admin/users", with.key, NULL, 200);
 }
 
 static void test_expired_key_is_refused(void **state)
@@ -303,11 +273,11 @@ static void test_expired_key_is_refused(void **state)
     plxt_user_new(srv, db, &u);
     key_new(&u, "{\"name\":\"soon\",\"scopes\":[],\"expires_at\":\"2999-12-31T23:59:59+02:00\"}",
             &k);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     const char *p[1] = { k.id };
     assert_int_equal(plxt_db_exec(db, "UPDATE plexus.api_keys SET expires_at = "
                                   "now() - interval '1 second' WHERE id = $1", 1, p), 1);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 401);
     assert_int_equal(get_with_x_api_key("/api/v1/probe/user", k.key, NULL), 401);
 }
 
@@ -319,14 +289,14 @@ static void test_disabled_user_key_is_refused(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     key_new(&u, "{\"name\":\"bot\",\"scopes\":[]}", &k);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     const char *p[1] = { u.id };
     assert_int_equal(plxt_db_exec(db, "UPDATE plexus.users SET disabled_at = now() "
                                   "WHERE id = $1", 1, p), 1);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 401);
     assert_int_equal(plxt_db_exec(db, "UPDATE plexus.users SET disabled_at = NULL "
                                   "WHERE id = $1", 1, p), 1);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
 }
 
 static void test_key_cannot_create_keys(void **state)
@@ -338,8 +308,8 @@ static void test_key_cannot_create_keys(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     key_new(&u, "{\"name\":\"all\",\"scopes\":[\"admin\",\"probe:read\"]}", &k);
-    j = expect("POST", "/api/v1/api-keys", k.key, "{\"name\":\"child\"}", 403);
-    assert_string_equal(str(j, "code"), "forbidden");
+    j = plxt_expect(srv, "POST", "/api/v1/api-keys", k.key, "{\"name\":\"child\"}", 403);
+    assert_string_equal(plxt_str(j, "code"), "forbidden");
     json_decref(j);
     const char *p[1] = { u.id };
     char v[16];
@@ -362,7 +332,7 @@ static void test_forged_keys_are_401(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
-        expect_status("GET", "/api/v1/probe/user", forged[i], NULL, 401);
+        plxt_expect_status(srv, "GET", "/api/v1/probe/user", forged[i], NULL, 401);
         assert_int_equal(get_with_x_api_key("/api/v1/probe/user", forged[i], NULL), 401);
     }
     /* a real prefix with a wrong secret */
@@ -370,11 +340,11 @@ static void test_forged_keys_are_401(void **state)
     key_new(&u, "{\"name\":\"real\",\"scopes\":[]}", &k);
     snprintf(tampered, sizeof tampered, "%s", k.key);
     tampered[40] = tampered[40] == 'A' ? 'B' : 'A';
-    expect_status("GET", "/api/v1/probe/user", tampered, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", tampered, NULL, 401);
     /* a key of the right length but cut and padded */
     snprintf(tampered, sizeof tampered, "%.59s", k.key);
-    expect_status("GET", "/api/v1/probe/user", tampered, NULL, 401);
-    expect_status("GET", "/api/v1/probe/user", k.key, NULL, 200);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", tampered, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
 }
 
 static void test_bad_input_is_400(void **state)
@@ -407,13 +377,13 @@ static void test_bad_input_is_400(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        expect_status("POST", "/api/v1/api-keys", u.access, bad[i], 400);
+        plxt_expect_status(srv, "POST", "/api/v1/api-keys", u.access, bad[i], 400);
     /* 33 scopes */
     n = (size_t)snprintf(many, sizeof many, "{\"name\":\"k\",\"scopes\":[");
     for (int i = 0; i < 33; i++)
         n += (size_t)snprintf(many + n, sizeof many - n, "%s\"s%d\"", i ? "," : "", i);
     snprintf(many + n, sizeof many - n, "]}");
-    expect_status("POST", "/api/v1/api-keys", u.access, many, 400);
+    plxt_expect_status(srv, "POST", "/api/v1/api-keys", u.access, many, 400);
     /* 32 scopes, 64-byte scopes, a null expiry and SQL in the name are fine */
     many[strlen(many) - 2] = '\0';
     *strrchr(many, ',') = '\0';
@@ -423,12 +393,12 @@ static void test_bad_input_is_400(void **state)
                 "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"],"
                 "\"expires_at\":null}", &k);
     json_t *j = key_listed(&u, k.id);
-    assert_string_equal(str(j, "name"), "k'); DELETE FROM plexus.api_keys; --");
+    assert_string_equal(plxt_str(j, "name"), "k'); DELETE FROM plexus.api_keys; --");
     assert_string_equal(json_string_value(json_array_get(json_object_get(j, "scopes"), 0)),
                         "null");
     json_decref(j);
-    expect_status("GET", "/api/v1/api-keys?limit=0", u.access, NULL, 400);
-    expect_status("GET", "/api/v1/api-keys?cursor=%FF", u.access, NULL, 400);
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys?limit=0", u.access, NULL, 400);
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys?cursor=%FF", u.access, NULL, 400);
     assert_false(plxt_server_log_contains(srv, "\"status\":500"));
 }
 
@@ -447,10 +417,10 @@ static void test_pagination(void **state)
         char path[512];
         snprintf(path, sizeof path, "/api/v1/api-keys?limit=2%s%s",
                  cursor[0] ? "&cursor=" : "", cursor);
-        json_t *j = expect("GET", path, u.access, NULL, 200);
+        json_t *j = plxt_expect(srv, "GET", path, u.access, NULL, 200);
         json_t *items = json_object_get(j, "items");
         for (size_t i = 0; i < json_array_size(items) && nseen < 5; i++)
-            snprintf(seen[nseen++], 37, "%s", str(json_array_get(items, i), "id"));
+            snprintf(seen[nseen++], 37, "%s", plxt_str(json_array_get(items, i), "id"));
         json_t *next = json_object_get(j, "next_cursor");
         if (json_is_null(next)) {
             json_decref(j);

@@ -67,47 +67,17 @@ static int group_teardown(void **state)
 /* ---- helpers ------------------------------------------------------------------ */
 
 /* one call; fails unless the status is `status`; the JSON body (or NULL) */
-static json_t *expect(const char *method, const char *path, const char *token,
-                      const char *body, long status)
-{
-    plxt_resp_t resp;
-    json_t *j;
-
-    plxt_call(srv, method, path, token, body, &resp);
-    if (resp.status != status)
-        fail_msg("%s %s: expected %ld, found %ld: %.400s", method, path, status,
-                 resp.status, resp.body ? resp.body : "");
-    j = plxt_resp_json(&resp);
-    plxt_resp_free(&resp);
-    return j;
-}
-
 /* a problem+json answer with this status and code */
 static void expect_problem(const char *method, const char *path, const char *token,
                            const char *body, long status, const char *code)
 {
-    json_t *j = expect(method, path, token, body, status);
+    json_t *j = plxt_expect(srv, method, path, token, body, status);
     const char *found = json_string_value(json_object_get(j, "code"));
 
     if (!found || strcmp(found, code) != 0)
         fail_msg("%s %s: expected code \"%s\", found \"%s\"", method, path, code,
                  found ? found : "(none)");
     json_decref(j);
-}
-
-static void expect_status(const char *method, const char *path, const char *token,
-                          const char *body, long status)
-{
-    json_decref(expect(method, path, token, body, status));
-}
-
-static const char *str(json_t *j, const char *key)
-{
-    const char *v = json_string_value(json_object_get(j, key));
-
-    if (!v)
-        fail_msg("expected a string \"%s\" in the answer", key);
-    return v;
 }
 
 #define PLXT_PATHS 4
@@ -132,10 +102,10 @@ static void team_new(const plxt_user_t *owner, const char *name, char id[37])
     json_t *j;
 
     snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
-    j = expect("POST", "/api/v1/teams", owner->access, body, 201);
-    snprintf(id, 37, "%s", str(j, "id"));
-    assert_string_equal(str(j, "role"), "owner");
-    assert_string_equal(str(j, "name"), name);
+    j = plxt_expect(srv, "POST", "/api/v1/teams", owner->access, body, 201);
+    snprintf(id, 37, "%s", plxt_str(j, "id"));
+    assert_string_equal(plxt_str(j, "role"), "owner");
+    assert_string_equal(plxt_str(j, "name"), name);
     json_decref(j);
 }
 
@@ -146,9 +116,9 @@ static void member_add(const char *team, const plxt_user_t *by,
     json_t *j;
 
     snprintf(body, sizeof body, "{\"email\":\"%s\",\"role\":\"%s\"}", who->email, role);
-    j = expect("POST", P("/api/v1/teams/%s/members", team), by->access, body, 201);
-    assert_string_equal(str(j, "user_id"), who->id);
-    assert_string_equal(str(j, "role"), role);
+    j = plxt_expect(srv, "POST", P("/api/v1/teams/%s/members", team), by->access, body, 201);
+    assert_string_equal(plxt_str(j, "user_id"), who->id);
+    assert_string_equal(plxt_str(j, "role"), role);
     json_decref(j);
 }
 
@@ -191,31 +161,31 @@ static void test_create_get_list(void **state)
 
     (void)state;
     team_new(&crew[OWNER], "Ops", id);
-    j = expect("GET", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 200);
-    assert_string_equal(str(j, "id"), id);
-    assert_string_equal(str(j, "role"), "owner");
+    j = plxt_expect(srv, "GET", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 200);
+    assert_string_equal(plxt_str(j, "id"), id);
+    assert_string_equal(plxt_str(j, "role"), "owner");
     assert_non_null(json_object_get(j, "created_at"));
     json_decref(j);
 
-    j = expect("GET", "/api/v1/teams?limit=200", crew[OWNER].access, NULL, 200);
+    j = plxt_expect(srv, "GET", "/api/v1/teams?limit=200", crew[OWNER].access, NULL, 200);
     items = json_object_get(j, "items");
     assert_true(json_is_array(items));
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *t = json_array_get(items, i);
-        if (strcmp(str(t, "id"), id) == 0) {
+        if (strcmp(plxt_str(t, "id"), id) == 0) {
             found = true;
-            assert_string_equal(str(t, "role"), "owner");
+            assert_string_equal(plxt_str(t, "role"), "owner");
         }
     }
     assert_true(found);
     json_decref(j);
 
     /* the members list shows the creator as owner */
-    j = expect("GET", P("/api/v1/teams/%s/members", id), crew[OWNER].access, NULL, 200);
+    j = plxt_expect(srv, "GET", P("/api/v1/teams/%s/members", id), crew[OWNER].access, NULL, 200);
     items = json_object_get(j, "items");
     assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(str(json_array_get(items, 0), "user_id"), crew[OWNER].id);
-    assert_string_equal(str(json_array_get(items, 0), "role"), "owner");
+    assert_string_equal(plxt_str(json_array_get(items, 0), "user_id"), crew[OWNER].id);
+    assert_string_equal(plxt_str(json_array_get(items, 0), "role"), "owner");
     json_decref(j);
 }
 
@@ -228,14 +198,14 @@ static void test_list_shows_my_role_only_my_teams(void **state)
     crew_team(id);
     for (int who = OWNER; who < NCREW; who++) {
         bool found = false;
-        j = expect("GET", "/api/v1/teams?limit=200", crew[who].access, NULL, 200);
+        j = plxt_expect(srv, "GET", "/api/v1/teams?limit=200", crew[who].access, NULL, 200);
         items = json_object_get(j, "items");
         for (size_t i = 0; i < json_array_size(items); i++) {
             json_t *t = json_array_get(items, i);
-            if (strcmp(str(t, "id"), id) != 0)
+            if (strcmp(plxt_str(t, "id"), id) != 0)
                 continue;
             found = true;
-            assert_string_equal(str(t, "role"), crew_role[who]);
+            assert_string_equal(plxt_str(t, "role"), crew_role[who]);
         }
         assert_int_equal(found, who != OUTSIDER);
         json_decref(j);
@@ -252,13 +222,13 @@ static void test_read_by_role(void **state)
     crew_team(id);
     for (int who = OWNER; who < NCREW; who++) {
         long want = who == OUTSIDER ? 404 : 200;
-        expect_status("GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, want);
-        expect_status("GET", P("/api/v1/teams/%s/members", id), crew[who].access, NULL, want);
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, want);
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s/members", id), crew[who].access, NULL, want);
         /* plx_team_role through a module says the same */
-        json_t *j = expect("GET", P("/api/v1/probe/teams/%s/role", id), crew[who].access,
+        json_t *j = plxt_expect(srv, "GET", P("/api/v1/probe/teams/%s/role", id), crew[who].access,
                            NULL, want);
         if (who != OUTSIDER) {
-            assert_string_equal(str(j, "role"), crew_role[who]);
+            assert_string_equal(plxt_str(j, "role"), crew_role[who]);
             assert_int_equal(json_is_true(json_object_get(j, "at_least_member")),
                              who <= MEMBER);
         }
@@ -277,16 +247,16 @@ static void test_rename_by_role(void **state)
         char name[32], body[64];
         snprintf(name, sizeof name, "renamed by %d", who);
         snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
-        json_t *j = expect("PATCH", P("/api/v1/teams/%s", id), crew[who].access, body,
+        json_t *j = plxt_expect(srv, "PATCH", P("/api/v1/teams/%s", id), crew[who].access, body,
                            want[who]);
         if (want[who] == 200) {
-            assert_string_equal(str(j, "name"), name);
-            assert_string_equal(str(j, "role"), crew_role[who]);
+            assert_string_equal(plxt_str(j, "name"), name);
+            assert_string_equal(plxt_str(j, "role"), crew_role[who]);
         }
         json_decref(j);
     }
-    json_t *j = expect("GET", P("/api/v1/teams/%s", id), crew[VIEWER].access, NULL, 200);
-    assert_string_equal(str(j, "name"), "renamed by 1");
+    json_t *j = plxt_expect(srv, "GET", P("/api/v1/teams/%s", id), crew[VIEWER].access, NULL, 200);
+    assert_string_equal(plxt_str(j, "name"), "renamed by 1");
     json_decref(j);
 }
 
@@ -302,7 +272,7 @@ static void test_add_member_by_role(void **state)
         plxt_user_new(srv, db, &fresh[who]);
         snprintf(body, sizeof body, "{\"email\":\"%s\",\"role\":\"member\"}",
                  fresh[who].email);
-        expect_status("POST", P("/api/v1/teams/%s/members", id), crew[who].access,
+        plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/members", id), crew[who].access,
                       body, want[who]);
     }
     /* only an owner makes owners */
@@ -323,7 +293,7 @@ static void test_add_member_by_role(void **state)
     for (char *p = upper; *p; p++)
         *p = (*p >= 'a' && *p <= 'z') ? (char)(*p - 32) : *p;
     snprintf(body, sizeof body, "{\"email\":\"%s\",\"role\":\"viewer\"}", upper);
-    expect_status("POST", P("/api/v1/teams/%s/members", id), crew[ADMIN].access,
+    plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/members", id), crew[ADMIN].access,
                   body, 201);
     assert_int_equal(audit_count("team.member_added", id, fresh[OWNER].id), 1);
 }
@@ -341,20 +311,20 @@ static void test_change_role_by_role(void **state)
     char saved[512];
     snprintf(saved, sizeof saved, "%s", path);
 
-    expect_status("PATCH", saved, crew[MEMBER].access, "{\"role\":\"member\"}", 403);
-    expect_status("PATCH", saved, crew[VIEWER].access, "{\"role\":\"member\"}", 403);
-    expect_status("PATCH", saved, crew[OUTSIDER].access, "{\"role\":\"member\"}", 404);
-    json_t *j = expect("PATCH", saved, crew[ADMIN].access, "{\"role\":\"member\"}", 200);
-    assert_string_equal(str(j, "role"), "member");
-    assert_string_equal(str(j, "user_id"), target.id);
+    plxt_expect_status(srv, "PATCH", saved, crew[MEMBER].access, "{\"role\":\"member\"}", 403);
+    plxt_expect_status(srv, "PATCH", saved, crew[VIEWER].access, "{\"role\":\"member\"}", 403);
+    plxt_expect_status(srv, "PATCH", saved, crew[OUTSIDER].access, "{\"role\":\"member\"}", 404);
+    json_t *j = plxt_expect(srv, "PATCH", saved, crew[ADMIN].access, "{\"role\":\"member\"}", 200);
+    assert_string_equal(plxt_str(j, "role"), "member");
+    assert_string_equal(plxt_str(j, "user_id"), target.id);
     json_decref(j);
-    expect_status("PATCH", saved, crew[OWNER].access, "{\"role\":\"admin\"}", 200);
+    plxt_expect_status(srv, "PATCH", saved, crew[OWNER].access, "{\"role\":\"admin\"}", 200);
     assert_int_equal(audit_count("team.role_changed", id, target.id), 2);
 
     /* owner: only an owner grants it or takes it away */
     expect_problem("PATCH", saved, crew[ADMIN].access, "{\"role\":\"owner\"}", 403,
                    "forbidden");
-    expect_status("PATCH", saved, crew[OWNER].access, "{\"role\":\"owner\"}", 200);
+    plxt_expect_status(srv, "PATCH", saved, crew[OWNER].access, "{\"role\":\"owner\"}", 200);
     expect_problem("PATCH", saved, crew[ADMIN].access, "{\"role\":\"viewer\"}", 403,
                    "forbidden");
     expect_problem("PATCH", P("/api/v1/teams/%s/members/%s", id, crew[OWNER].id),
@@ -363,8 +333,8 @@ static void test_change_role_by_role(void **state)
     expect_problem("PATCH", P("/api/v1/teams/%s/members/%s", id, crew[OUTSIDER].id),
                    crew[OWNER].access, "{\"role\":\"member\"}", 404, "not_found");
     /* the new role shows through a module */
-    j = expect("GET", P("/api/v1/probe/teams/%s/role", id), target.access, NULL, 200);
-    assert_string_equal(str(j, "role"), "owner");
+    j = plxt_expect(srv, "GET", P("/api/v1/probe/teams/%s/role", id), target.access, NULL, 200);
+    assert_string_equal(plxt_str(j, "role"), "owner");
     json_decref(j);
 }
 
@@ -379,23 +349,23 @@ static void test_remove_member_by_role(void **state)
         plxt_user_new(srv, db, &t[i]);
         member_add(id, &crew[OWNER], &t[i], "member");
     }
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
                   crew[VIEWER].access, NULL, 403);
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
                   crew[MEMBER].access, NULL, 403);
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
                   crew[OUTSIDER].access, NULL, 404);
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[0].id),
                   crew[ADMIN].access, NULL, 204);
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[1].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[1].id),
                   crew[OWNER].access, NULL, 204);
     /* gone: a second removal finds nobody */
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[1].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[1].id),
                   crew[OWNER].access, NULL, 404);
     /* oneself, whatever the role */
-    expect_status("DELETE", P("/api/v1/teams/%s/members/%s", id, t[2].id),
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s/members/%s", id, t[2].id),
                   t[2].access, NULL, 204);
-    expect_status("GET", P("/api/v1/teams/%s", id), t[2].access, NULL, 404);
+    plxt_expect_status(srv, "GET", P("/api/v1/teams/%s", id), t[2].access, NULL, 404);
     /* an admin does not remove an owner */
     expect_problem("DELETE", P("/api/v1/teams/%s/members/%s", id, crew[OWNER].id),
                    crew[ADMIN].access, NULL, 403, "forbidden");
@@ -409,11 +379,11 @@ static void test_leave(void **state)
 
     (void)state;
     crew_team(id);
-    expect_status("POST", P("/api/v1/teams/%s/leave", id), crew[OUTSIDER].access, NULL, 404);
+    plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/leave", id), crew[OUTSIDER].access, NULL, 404);
     for (int who = VIEWER; who >= ADMIN; who--) {
-        expect_status("POST", P("/api/v1/teams/%s/leave", id), crew[who].access, NULL, 204);
-        expect_status("GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, 404);
-        expect_status("POST", P("/api/v1/teams/%s/leave", id), crew[who].access, NULL, 404);
+        plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/leave", id), crew[who].access, NULL, 204);
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, 404);
+        plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/leave", id), crew[who].access, NULL, 404);
     }
     expect_problem("POST", P("/api/v1/teams/%s/leave", id), crew[OWNER].access, NULL,
                    409, "last_owner");
@@ -425,14 +395,14 @@ static void test_delete_team_by_role(void **state)
 
     (void)state;
     crew_team(id);
-    expect_status("DELETE", P("/api/v1/teams/%s", id), crew[OUTSIDER].access, NULL, 404);
-    expect_status("DELETE", P("/api/v1/teams/%s", id), crew[VIEWER].access, NULL, 403);
-    expect_status("DELETE", P("/api/v1/teams/%s", id), crew[MEMBER].access, NULL, 403);
-    expect_status("DELETE", P("/api/v1/teams/%s", id), crew[ADMIN].access, NULL, 403);
-    expect_status("DELETE", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 204);
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s", id), crew[OUTSIDER].access, NULL, 404);
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s", id), crew[VIEWER].access, NULL, 403);
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s", id), crew[MEMBER].access, NULL, 403);
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s", id), crew[ADMIN].access, NULL, 403);
+    plxt_expect_status(srv, "DELETE", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 204);
     for (int who = OWNER; who < NCREW; who++) {
-        expect_status("GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, 404);
-        expect_status("GET", P("/api/v1/teams/%s/members", id), crew[who].access, NULL, 404);
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s", id), crew[who].access, NULL, 404);
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s/members", id), crew[who].access, NULL, 404);
     }
     const char *p[1] = { id };
     assert_int_equal(plxt_db_exec(db, "SELECT 1 FROM plexus.team_members WHERE team_id = $1",
@@ -471,13 +441,13 @@ static void test_other_team_is_not_found(void **state)
                        "not_found");
     }
     /* and the members of the real team are untouched */
-    json_t *j = expect("GET", P("/api/v1/teams/%s/members", team), crew[OWNER].access,
+    json_t *j = plxt_expect(srv, "GET", P("/api/v1/teams/%s/members", team), crew[OWNER].access,
                        NULL, 200);
     assert_int_equal(json_array_size(json_object_get(j, "items")), 4);
     json_decref(j);
     /* anonymous: who are you? */
-    expect_status("GET", P("/api/v1/teams/%s", team), NULL, NULL, 401);
-    expect_status("GET", "/api/v1/teams", NULL, NULL, 401);
+    plxt_expect_status(srv, "GET", P("/api/v1/teams/%s", team), NULL, NULL, 401);
+    plxt_expect_status(srv, "GET", "/api/v1/teams", NULL, NULL, 401);
 }
 
 /* ---- the last owner ---------------------------------------------------------------- */
@@ -498,20 +468,20 @@ static void test_last_owner(void **state)
     expect_problem("POST", P("/api/v1/teams/%s/leave", id), crew[OWNER].access, NULL,
                    409, "last_owner");
     /* still the owner; "owner" to "owner" is no demotion */
-    expect_status("PATCH", path, crew[OWNER].access, "{\"role\":\"owner\"}", 200);
+    plxt_expect_status(srv, "PATCH", path, crew[OWNER].access, "{\"role\":\"owner\"}", 200);
     assert_int_equal(owner_count(id), 1);
 
     /* with a second owner the first may step down, and then the second is last */
-    expect_status("PATCH", P("/api/v1/teams/%s/members/%s", id, crew[ADMIN].id),
+    plxt_expect_status(srv, "PATCH", P("/api/v1/teams/%s/members/%s", id, crew[ADMIN].id),
                   crew[OWNER].access, "{\"role\":\"owner\"}", 200);
-    expect_status("PATCH", path, crew[OWNER].access, "{\"role\":\"admin\"}", 200);
+    plxt_expect_status(srv, "PATCH", path, crew[OWNER].access, "{\"role\":\"admin\"}", 200);
     assert_int_equal(owner_count(id), 1);
     expect_problem("POST", P("/api/v1/teams/%s/leave", id), crew[ADMIN].access, NULL,
                    409, "last_owner");
     expect_problem("DELETE", P("/api/v1/teams/%s/members/%s", id, crew[ADMIN].id),
                    crew[ADMIN].access, NULL, 409, "last_owner");
     /* the former owner, now admin, cannot take it back */
-    expect_status("PATCH", path, crew[OWNER].access, "{\"role\":\"owner\"}", 403);
+    plxt_expect_status(srv, "PATCH", path, crew[OWNER].access, "{\"role\":\"owner\"}", 403);
 }
 
 typedef struct demotion {
@@ -592,14 +562,14 @@ static void test_pagination(void **state)
     for (int i = 0; i < 5; i++)
         team_new(&u, "page", ids[i]);
     for (int page = 0; page < 4; page++) {
-        json_t *j = expect("GET", cursor[0] ? P("/api/v1/teams?limit=2&cursor=%s", cursor)
+        json_t *j = plxt_expect(srv, "GET", cursor[0] ? P("/api/v1/teams?limit=2&cursor=%s", cursor)
                                             : "/api/v1/teams?limit=2",
                            u.access, NULL, 200);
         json_t *items = json_object_get(j, "items");
         json_t *next = json_object_get(j, "next_cursor");
         assert_true(json_array_size(items) <= 2);
         for (size_t i = 0; i < json_array_size(items); i++)
-            snprintf(seen[nseen++], 37, "%s", str(json_array_get(items, i), "id"));
+            snprintf(seen[nseen++], 37, "%s", plxt_str(json_array_get(items, i), "id"));
         if (json_is_null(next)) {
             json_decref(j);
             break;
@@ -648,11 +618,11 @@ static void test_bad_input_is_400(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++)
-        expect_status("POST", "/api/v1/teams", crew[OWNER].access, bad_names[i], 400);
+        plxt_expect_status(srv, "POST", "/api/v1/teams", crew[OWNER].access, bad_names[i], 400);
     /* SQL is data: a name full of metacharacters is stored as written */
     team_new(&crew[OWNER], "x'); DROP TABLE plexus.teams; --", id);
-    j = expect("GET", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 200);
-    assert_string_equal(str(j, "name"), "x'); DROP TABLE plexus.teams; --");
+    j = plxt_expect(srv, "GET", P("/api/v1/teams/%s", id), crew[OWNER].access, NULL, 200);
+    assert_string_equal(plxt_str(j, "name"), "x'); DROP TABLE plexus.teams; --");
     json_decref(j);
     /* 100 bytes of UTF-8 is fine */
     snprintf(body, sizeof body, "{\"name\":\"%s\"}",
@@ -661,12 +631,12 @@ static void test_bad_input_is_400(void **state)
              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
-    expect_status("POST", "/api/v1/teams", crew[OWNER].access, body, 201);
+    plxt_expect_status(srv, "POST", "/api/v1/teams", crew[OWNER].access, body, 201);
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++)
-        expect_status("PATCH", P("/api/v1/teams/%s", id), crew[OWNER].access,
+        plxt_expect_status(srv, "PATCH", P("/api/v1/teams/%s", id), crew[OWNER].access,
                       bad_names[i], 400);
     for (size_t i = 0; i < sizeof bad_members / sizeof bad_members[0]; i++)
-        expect_status("POST", P("/api/v1/teams/%s/members", id), crew[OWNER].access,
+        plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/members", id), crew[OWNER].access,
                       bad_members[i], 400);
     /* an email that is SQL, or too long */
     expect_problem("POST", P("/api/v1/teams/%s/members", id), crew[OWNER].access,
@@ -676,17 +646,17 @@ static void test_bad_input_is_400(void **state)
     strcpy(body, "{\"role\":\"member\",\"email\":\"");
     memset(body + strlen(body), 'e', 300);
     strcat(body, "@x.test\"}");
-    expect_status("POST", P("/api/v1/teams/%s/members", id), crew[OWNER].access, body, 400);
-    expect_status("PATCH", P("/api/v1/teams/%s/members/%s", id, crew[OWNER].id),
+    plxt_expect_status(srv, "POST", P("/api/v1/teams/%s/members", id), crew[OWNER].access, body, 400);
+    plxt_expect_status(srv, "PATCH", P("/api/v1/teams/%s/members/%s", id, crew[OWNER].id),
                   crew[OWNER].access, "{\"role\":\"' OR 1=1 --\"}", 400);
     for (size_t i = 0; i < sizeof bad_queries / sizeof bad_queries[0]; i++) {
         if (strcmp(bad_queries[i], "cursor=") == 0) {
-            expect_status("GET", "/api/v1/teams?cursor=", crew[OWNER].access, NULL, 200);
+            plxt_expect_status(srv, "GET", "/api/v1/teams?cursor=", crew[OWNER].access, NULL, 200);
             continue;
         }
-        expect_status("GET", P("/api/v1/teams?%s", bad_queries[i]), crew[OWNER].access,
+        plxt_expect_status(srv, "GET", P("/api/v1/teams?%s", bad_queries[i]), crew[OWNER].access,
                       NULL, 400);
-        expect_status("GET", P("/api/v1/teams/%s/members?%s", id, bad_queries[i]),
+        plxt_expect_status(srv, "GET", P("/api/v1/teams/%s/members?%s", id, bad_queries[i]),
                       crew[OWNER].access, NULL, 400);
     }
     /* the log holds no 500 */

@@ -446,3 +446,34 @@ done:
     free(sig);
     return out;
 }
+
+json_t *plxt_expect(plxt_server_t *srv, const char *method, const char *path,
+                    const char *token, const char *body, long status)
+{
+    plxt_resp_t resp;
+    json_t *j;
+
+    plxt_call(srv, method, path, token, body, &resp);
+    if (resp.status != status)
+        fail_msg("%s %s: expected %ld, found %ld: %.400s", method, path, status,
+                 resp.status, resp.body ? resp.body : "");
+    j = plxt_resp_json(&resp);
+    plxt_resp_free(&resp);
+    return j;
+}
+
+void plxt_expect_status(plxt_server_t *srv, const char *method,
+                        const char *path, const char *token, const char *body,
+                        long status)
+{
+    json_decref(plxt_expect(srv, method, path, token, body, status));
+}
+
+const char *plxt_str(json_t *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+
+    if (!v)
+        fail_msg("expected a string \"%s\" in the answer", key);
+    return v;
+}

@@ -82,6 +82,16 @@ char *plxt_jwt_sign(const char *header_json, json_t *claims, const char *secret)
 void plxt_call(plxt_server_t *srv, const char *method, const char *path,
                const char *token, const char *json_body, plxt_resp_t *resp);
 
+/* plxt_call, failing the test unless the status is the expected one; the
+ * answer's JSON (new reference, NULL when not JSON) */
+json_t *plxt_expect(plxt_server_t *srv, const char *method, const char *path,
+                    const char *token, const char *body, long status);
+void plxt_expect_status(plxt_server_t *srv, const char *method,
+                        const char *path, const char *token, const char *body,
+                        long status);
+/* a string member of j, failing the test when absent; borrowed from j */
+const char *plxt_str(json_t *j, const char *key);
+
 /* Run one parameterised statement at db_conninfo; fails the test on error.
  * Returns the number of rows affected (or returned). params may be NULL. */
 long plxt_db_exec(const char *db_conninfo, const char *sql, int nparams,
