@@ -124,44 +124,18 @@ static plx_status_t comment_create(plx_request_t *r, void *arg)
     return projects_reply_row(r, 201, row);
 }
 
+static const projects_resource_t comment_resource = {
+    "comment", comment_cols, comment_fields, NULL, update_sql, delete_sql,
+};
+
 static plx_status_t comment_update(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "comment"), *versions, *text;
-    json_t *patch;
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id || !projects_if_match(r, true, &versions)
-        || !(patch = projects_body(r, comment_fields, false, &text)))
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r), text, versions };
-    if ((st = plx_db_query(r, update_sql, 4, params, &res)) != PLX_OK)
-        return st;
-    if (!projects_write_done(r, res, "comment"))
-        return PLX_OK;
-    json_t *row = projects_row_json(res, 0, comment_cols);
-    projects_emit(r, "comment", "updated", row, patch);
-    return projects_reply_row(r, 200, row);
+    return projects_update(r, &comment_resource);
 }
 
 static plx_status_t comment_delete(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "comment"), *versions;
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id || !projects_if_match(r, false, &versions))
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r), versions };
-    if ((st = plx_db_query(r, delete_sql, 3, params, &res)) != PLX_OK)
-        return st;
-    if (!projects_write_done(r, res, "comment"))
-        return PLX_OK;
-    json_t *row = projects_row_json(res, 0, comment_cols);
-    plx_audit(r, "projects.comment_deleted", "comment", id, NULL);
-    projects_emit(r, "comment", "deleted", row, NULL);
-    json_decref(row);
-    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+    return projects_delete(r, &comment_resource);
 }
 
 /* ---- registration -------------------------------------------------------- */

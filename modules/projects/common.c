@@ -704,3 +704,63 @@ void projects_emit(plx_request_t *r, const char *kind, const char *verb,
     plx_event_emit(topic, payload);
     json_decref(payload);
 }
+
+/* ==== handlers every kind of row shares ================================= */
+
+plx_status_t projects_read(plx_request_t *r, const projects_resource_t *k)
+{
+    const char *id = projects_path_id(r, k->name);
+    plx_db_res_t *res;
+    plx_status_t st;
+
+    if (!id)
+        return PLX_OK;
+    const char *params[] = { id, plx_request_user_id(r) };
+    if ((st = plx_db_query(r, k->read_sql, 2, params, &res)) != PLX_OK)
+        return st;
+    if (plx_db_rows(res) == 0)
+        return plx_reply_problem(r, 404, "not_found", "no such %s", k->name);
+    return projects_reply_row(r, 200, projects_row_json(res, 0, k->cols));
+}
+
+plx_status_t projects_update(plx_request_t *r, const projects_resource_t *k)
+{
+    const char *id = projects_path_id(r, k->name), *versions, *text;
+    json_t *patch;
+    plx_db_res_t *res;
+    plx_status_t st;
+
+    if (!id || !projects_if_match(r, true, &versions)
+        || !(patch = projects_body(r, k->patch, false, &text)))
+        return PLX_OK;
+    const char *params[] = { id, plx_request_user_id(r), text, versions };
+    if ((st = plx_db_query(r, k->update_sql, 4, params, &res)) != PLX_OK)
+        return st;
+    if (!projects_write_done(r, res, k->name))
+        return PLX_OK;
+    json_t *row = projects_row_json(res, 0, k->cols);
+    projects_emit(r, k->name, "updated", row, patch);
+    return projects_reply_row(r, 200, row);
+}
+
+plx_status_t projects_delete(plx_request_t *r, const projects_resource_t *k)
+{
+    const char *id = projects_path_id(r, k->name), *versions;
+    plx_db_res_t *res;
+    plx_status_t st;
+    char action[64];
+
+    if (!id || !projects_if_match(r, false, &versions))
+        return PLX_OK;
+    const char *params[] = { id, plx_request_user_id(r), versions };
+    if ((st = plx_db_query(r, k->delete_sql, 3, params, &res)) != PLX_OK)
+        return st;
+    if (!projects_write_done(r, res, k->name))
+        return PLX_OK;
+    json_t *row = projects_row_json(res, 0, k->cols);
+    snprintf(action, sizeof action, "projects.%s_deleted", k->name);
+    plx_audit(r, action, k->name, id, NULL);
+    projects_emit(r, k->name, "deleted", row, NULL);
+    json_decref(row);
+    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+}

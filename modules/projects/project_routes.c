@@ -162,40 +162,18 @@ static plx_status_t project_list(plx_request_t *r, void *arg)
     return projects_reply_list(r, res, &page, "projects", project_cols);
 }
 
+static const projects_resource_t project_resource = {
+    "project", project_cols, patch_fields, read_sql, update_sql, NULL,
+};
+
 static plx_status_t project_read(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "project");
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r) };
-    if ((st = plx_db_query(r, read_sql, 2, params, &res)) != PLX_OK)
-        return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such project");
-    return projects_reply_row(r, 200, projects_row_json(res, 0, project_cols));
+    return projects_read(r, &project_resource);
 }
 
 static plx_status_t project_update(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "project"), *versions, *text;
-    json_t *patch;
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id || !projects_if_match(r, true, &versions)
-        || !(patch = projects_body(r, patch_fields, false, &text)))
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r), text, versions };
-    if ((st = plx_db_query(r, update_sql, 4, params, &res)) != PLX_OK)
-        return st;
-    if (!projects_write_done(r, res, "project"))
-        return PLX_OK;
-    json_t *row = projects_row_json(res, 0, project_cols);
-    projects_emit(r, "project", "updated", row, patch);
-    return projects_reply_row(r, 200, row);
+    return projects_update(r, &project_resource);
 }
 
 static plx_status_t project_archive(plx_request_t *r, void *arg)

@@ -209,4 +209,24 @@ plx_status_t projects_team_access(plx_request_t *r, const char *team_id,
 void projects_emit(plx_request_t *r, const char *kind, const char *verb,
                    json_t *row, json_t *patch);
 
+/* ---- handlers every kind of row shares ---------------------------------- */
+
+/* What the shared handlers know of one kind of row. Each statement checks
+ * the caller's membership and role itself (see the SQL files' comments). */
+typedef struct projects_resource {
+    const char             *name;        /* "task": in events, errors, audit */
+    const projects_col_t   *cols;        /* the row as JSON */
+    const projects_field_t *patch;       /* the fields PATCH accepts */
+    const char             *read_sql;    /* $1 id, $2 caller */
+    const char             *update_sql;  /* $1 id, $2 caller, $3 patch, $4 versions */
+    const char             *delete_sql;  /* $1 id, $2 caller, $3 versions */
+} projects_resource_t;
+
+/* GET /<kind>s/{id}: 200 with its ETag, or 404 */
+plx_status_t projects_read(plx_request_t *r, const projects_resource_t *k);
+/* PATCH /<kind>s/{id} with If-Match: 200, or 400/403/404/409/412/428 */
+plx_status_t projects_update(plx_request_t *r, const projects_resource_t *k);
+/* DELETE /<kind>s/{id}, If-Match optional: 204, audited, "deleted" event */
+plx_status_t projects_delete(plx_request_t *r, const projects_resource_t *k);
+
 #endif

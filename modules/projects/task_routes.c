@@ -266,60 +266,23 @@ static plx_status_t task_create(plx_request_t *r, void *arg)
     return projects_reply_row(r, 201, row);
 }
 
+static const projects_resource_t task_resource = {
+    "task", task_cols, patch_fields, read_sql, update_sql, delete_sql,
+};
+
 static plx_status_t task_read(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "task");
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r) };
-    if ((st = plx_db_query(r, read_sql, 2, params, &res)) != PLX_OK)
-        return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such task");
-    return projects_reply_row(r, 200, projects_row_json(res, 0, task_cols));
+    return projects_read(r, &task_resource);
 }
 
 static plx_status_t task_update(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "task"), *versions, *text;
-    json_t *patch;
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id || !projects_if_match(r, true, &versions)
-        || !(patch = projects_body(r, patch_fields, false, &text)))
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r), text, versions };
-    if ((st = plx_db_query(r, update_sql, 4, params, &res)) != PLX_OK)
-        return st;
-    if (!projects_write_done(r, res, "task"))
-        return PLX_OK;
-    json_t *row = projects_row_json(res, 0, task_cols);
-    projects_emit(r, "task", "updated", row, patch);
-    return projects_reply_row(r, 200, row);
+    return projects_update(r, &task_resource);
 }
 
 static plx_status_t task_delete(plx_request_t *r, void *arg)
 {
-    const char *id = projects_path_id(r, "task"), *versions;
-    plx_db_res_t *res;
-    plx_status_t st;
-
-    if (!id || !projects_if_match(r, false, &versions))
-        return PLX_OK;
-    const char *params[] = { id, plx_request_user_id(r), versions };
-    if ((st = plx_db_query(r, delete_sql, 3, params, &res)) != PLX_OK)
-        return st;
-    if (!projects_write_done(r, res, "task"))
-        return PLX_OK;
-    json_t *row = projects_row_json(res, 0, task_cols);
-    plx_audit(r, "projects.task_deleted", "task", id, NULL);
-    projects_emit(r, "task", "deleted", row, NULL);
-    json_decref(row);
-    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+    return projects_delete(r, &task_resource);
 }
 
 /* ---- registration -------------------------------------------------------- */
