@@ -127,11 +127,6 @@ static const char *const *scopes_copy(plx_request_t *r, const char *json)
     return out;
 }
 
-static bool is_true(const char *v)
-{
-    return v && v[0] == 't';
-}
-
 static bool scopes_have(const char *const *scopes, const char *want)
 {
     for (size_t i = 0; scopes && scopes[i]; i++) {
@@ -211,7 +206,7 @@ plx_status_t identity_apikey_authenticate(plx_request_t *r, const char *key,
     if (core_db_rows(res) != 1)
         return PLX_ERR_AUTH;
     if (!digest_matches(core_db_value(res, 0, AK_HASH), key)
-        || is_true(core_db_value(res, 0, AK_DEAD)))
+        || identity_db_bool(res, 0, AK_DEAD))
         return PLX_ERR_AUTH;
 
     memset(out, 0, sizeof *out);
@@ -220,9 +215,9 @@ plx_status_t identity_apikey_authenticate(plx_request_t *r, const char *key,
     out->scopes = scopes_copy(r, core_db_value(res, 0, AK_SCOPES));
     if (!out->scopes)
         return PLX_ERR_NOMEM;   /* never NULL: that would mean every scope */
-    out->admin = is_true(core_db_value(res, 0, AK_ADMIN))
+    out->admin = identity_db_bool(res, 0, AK_ADMIN)
                  && scopes_have(out->scopes, "admin");
-    if (is_true(core_db_value(res, 0, AK_TOUCH)))
+    if (identity_db_bool(res, 0, AK_TOUCH))
         key_touch(r, core_db_value(res, 0, AK_ID));
     return PLX_OK;
 }
@@ -511,7 +506,7 @@ static plx_status_t apikey_revoke(plx_request_t *r, void *arg)
         return st;
     if (core_db_rows(res) != 1)
         return core_reply_problem(r, 404, "not_found", "no such API key");
-    if (is_true(core_db_value(res, 0, 0)))
+    if (identity_db_bool(res, 0, 0))
         core_audit(r, "apikey.revoked", "api_key", id, NULL);
     return core_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
 }

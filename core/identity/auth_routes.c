@@ -55,30 +55,9 @@
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static bool is_true(const plx_db_res_t *res, int row, int col)
-{
-    const char *v = core_db_value(res, row, col);
-
-    return v && v[0] == 't';
-}
-
 static void num_text(char out[24], long v)
 {
     snprintf(out, 24, "%ld", v);
-}
-
-/* the request's JSON object, or NULL with the answer sent */
-static json_t *body_object(plx_request_t *r)
-{
-    json_t *body = NULL;
-
-    if (core_request_json(r, &body) != PLX_OK)
-        return NULL;
-    if (!json_is_object(body)) {
-        core_reply_problem(r, 400, "invalid_body", "expected a JSON object");
-        return NULL;
-    }
-    return body;
 }
 
 /* an optional string member: NULL when absent; *bad set (and 400 sent)
@@ -92,18 +71,6 @@ static const char *body_optional(plx_request_t *r, json_t *body,
     if (!s)
         *bad = true;
     return s;
-}
-
-/* API keys manage nothing about credentials */
-static bool refuse_api_key(plx_request_t *r)
-{
-    const core_principal_t *p = core_request_principal(r);
-
-    if (!p || !p->api_key)
-        return false;
-    core_reply_problem(r, 403, "api_key_forbidden",
-                       "this route needs a signed-in user, not an API key");
-    return true;
 }
 
 /* printable ASCII copy (for user agent and address columns): text that is
@@ -377,7 +344,7 @@ static plx_status_t throttle_fail(plx_request_t *r, const char *key, int max,
         "    WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END"
         " RETURNING coalesce(locked_until > now(), false)",
         4, params, &res);
-    *locked = st == PLX_OK && is_true(res, 0, 0);
+    *locked = st == PLX_OK && identity_db_bool(res, 0, 0);
     return st;
 }
 
@@ -401,7 +368,7 @@ plx_status_t identity_account_failure(plx_request_t *r, const char *user_id,
         "    WHEN locked_until <= now() THEN NULL ELSE locked_until END"
         " WHERE id = $1 RETURNING coalesce(locked_until > now(), false)",
         3, params, &res);
-    *locked = st == PLX_OK && core_db_rows(res) == 1 && is_true(res, 0, 0);
+    *locked = st == PLX_OK && core_db_rows(res) == 1 && identity_db_bool(res, 0, 0);
     return st;
 }
 
@@ -476,8 +443,8 @@ static json_t *user_json(const plx_db_res_t *res, int row)
                      "id", core_db_value(res, row, 0),
                      "email", core_db_value(res, row, 1),
                      "role", core_db_value(res, row, 2),
-                     "email_verified", is_true(res, row, 3),
-                     "mfa_enabled", is_true(res, row, 4),
+                     "email_verified", identity_db_bool(res, row, 3),
+                     "mfa_enabled", identity_db_bool(res, row, 4),
                      "created_at", core_db_value(res, row, 5));
 }
 
@@ -489,7 +456,7 @@ static plx_status_t h_register(plx_request_t *r, void *arg)
     char hash[IDENTITY_HASH_MAX];
     plx_db_res_t *res = NULL;
     const char *email, *password, *weak;
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     plx_status_t st;
 
     (void)arg;
@@ -523,7 +490,7 @@ static plx_status_t h_verify_email(plx_request_t *r, void *arg)
 {
     char digest[67];
     plx_db_res_t *res = NULL;
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     const char *token;
     plx_status_t st;
 
@@ -561,7 +528,7 @@ static plx_status_t h_resend_verification(plx_request_t *r, void *arg)
         return st;
     if (core_db_rows(res) != 1)
         return PLX_ERR_AUTH;
-    if (is_true(res, 0, 1))
+    if (identity_db_bool(res, 0, 1))
         return core_reply_problem(r, 409, "already_verified",
                                   "the email address is already confirmed");
     st = send_verification(r, uid, core_db_value(res, 0, 0));
@@ -578,7 +545,7 @@ typedef struct login_req {
 
 static bool login_parse(plx_request_t *r, login_req_t *q)
 {
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     bool bad = false;
 
     if (!body || !(q->email = identity_body_string(r, body, "email", EMAIL_MAX))
@@ -603,12 +570,12 @@ static plx_status_t login_finish(plx_request_t *r, const plx_db_res_t *u,
     char sid[37], refresh[TOKEN_TEXT];
     plx_status_t st;
 
-    if (is_true(u, 0, 2))
+    if (identity_db_bool(u, 0, 2))
         return core_reply_problem(r, 403, "account_disabled", "this account is disabled");
-    if (identity_settings.require_verified_email && !is_true(u, 0, 3))
+    if (identity_settings.require_verified_email && !identity_db_bool(u, 0, 3))
         return core_reply_problem(r, 403, "email_not_verified",
                                   "confirm your email address before logging in");
-    if (is_true(u, 0, 4)) {
+    if (identity_db_bool(u, 0, 4)) {
         if (!q->totp && !q->recovery)
             return core_reply_problem(r, 401, "mfa_required",
                                       "a second factor is required: send totp_code or "
@@ -770,8 +737,8 @@ static plx_status_t rotate(const char *token, rotation_t *out)
     if (st == PLX_OK && core_db_rows(res) == 1) {
         snprintf(out->sid, sizeof out->sid, "%s", core_db_value(res, 0, 3));
         snprintf(out->user_id, sizeof out->user_id, "%s", core_db_value(res, 0, 4));
-        out->reused = is_true(res, 0, 1);
-        out->dead = !out->reused && is_true(res, 0, 2);
+        out->reused = identity_db_bool(res, 0, 1);
+        out->dead = !out->reused && identity_db_bool(res, 0, 2);
         if (out->reused)
             st = revoke_family(c, out->sid);
         else if (!out->dead)
@@ -789,7 +756,7 @@ static plx_status_t rotate(const char *token, rotation_t *out)
 static plx_status_t h_refresh(plx_request_t *r, void *arg)
 {
     rotation_t rot;
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     const char *token;
     plx_status_t st;
 
@@ -834,7 +801,7 @@ static plx_status_t h_logout(plx_request_t *r, void *arg)
     if ((st = core_request_body(r, &body_text, &len)) != PLX_OK)
         return st;
     if (len > 0) {
-        json_t *body = body_object(r);
+        json_t *body = identity_body_object(r);
         bool bad = false;
         if (!body)
             return PLX_OK;
@@ -968,7 +935,7 @@ static plx_status_t h_session_delete(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r))
+    if (identity_refuse_api_key(r))
         return PLX_OK;
     if (!identity_is_uuid(id))
         return core_reply_problem(r, 404, "not_found", "no such session");
@@ -1012,7 +979,7 @@ static plx_status_t h_password_change(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r) || !(body = body_object(r))
+    if (identity_refuse_api_key(r) || !(body = identity_body_object(r))
         || !(cur = identity_body_string(r, body, "current_password", PASSWORD_MAX))
         || !(next = identity_body_string(r, body, "new_password", PASSWORD_MAX)))
         return PLX_OK;
@@ -1050,7 +1017,7 @@ static plx_status_t h_password_change(plx_request_t *r, void *arg)
 static plx_status_t h_password_forgot(plx_request_t *r, void *arg)
 {
     plx_db_res_t *res = NULL;
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     const char *email;
     plx_status_t st;
 
@@ -1080,7 +1047,7 @@ static plx_status_t h_password_reset(plx_request_t *r, void *arg)
 {
     char digest[67], hash[IDENTITY_HASH_MAX];
     plx_db_res_t *res = NULL;
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     const char *token, *next, *weak;
     plx_status_t st;
 

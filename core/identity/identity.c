@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "jobs.h"
 #include "loader.h"
+#include "db.h"
 #include "identity/identity.h"
 #include "identity/crypto.h"
 
@@ -374,4 +375,35 @@ bool identity_is_uuid(const char *s)
             return false;
     }
     return true;
+}
+
+json_t *identity_body_object(plx_request_t *r)
+{
+    json_t *body = NULL;
+
+    if (core_request_json(r, &body) != PLX_OK)
+        return NULL;
+    if (!json_is_object(body)) {
+        core_reply_problem(r, 400, "invalid_body", "expected a JSON object");
+        return NULL;
+    }
+    return body;
+}
+
+bool identity_refuse_api_key(plx_request_t *r)
+{
+    const core_principal_t *p = core_request_principal(r);
+
+    if (!p || !p->api_key)
+        return false;
+    core_reply_problem(r, 403, "api_key_forbidden",
+                       "this route needs a signed-in user, not an API key");
+    return true;
+}
+
+bool identity_db_bool(const plx_db_res_t *res, int row, int col)
+{
+    const char *v = core_db_value(res, row, col);
+
+    return v && v[0] == 't';
 }

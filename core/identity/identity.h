@@ -170,5 +170,13 @@ const char *identity_body_string(plx_request_t *r, json_t *body,
 /* caller's user id or NULL */
 const char *identity_caller(plx_request_t *r);
 bool identity_is_uuid(const char *s);
+/* the request body as a JSON object (borrowed for the request); NULL when
+ * it has been answered: 400 invalid_body, or 400/413 from the core */
+json_t *identity_body_object(plx_request_t *r);
+/* credentials are managed by a signed-in user only: true (and 403 sent)
+ * when the caller authenticated with an API key */
+bool identity_refuse_api_key(plx_request_t *r);
+/* a boolean column, which PostgreSQL renders as "t" or "f" */
+bool identity_db_bool(const plx_db_res_t *res, int row, int col);
 
 #endif

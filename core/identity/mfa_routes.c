@@ -36,37 +36,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static bool is_true(const plx_db_res_t *res, int row, int col)
-{
-    const char *v = core_db_value(res, row, col);
-
-    return v && v[0] == 't';
-}
-
-static bool refuse_api_key(plx_request_t *r)
-{
-    const core_principal_t *p = core_request_principal(r);
-
-    if (!p || !p->api_key)
-        return false;
-    core_reply_problem(r, 403, "api_key_forbidden",
-                       "this route needs a signed-in user, not an API key");
-    return true;
-}
-
-static json_t *body_object(plx_request_t *r)
-{
-    json_t *body = NULL;
-
-    if (core_request_json(r, &body) != PLX_OK)
-        return NULL;
-    if (!json_is_object(body)) {
-        core_reply_problem(r, 400, "invalid_body", "expected a JSON object");
-        return NULL;
-    }
-    return body;
-}
-
 static bool six_digits(const char *s)
 {
     for (int i = 0; i < 6; i++) {
@@ -229,7 +198,7 @@ static plx_status_t h_setup(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r))
+    if (identity_refuse_api_key(r))
         return PLX_OK;
     if (!core_random_bytes(secret, sizeof secret)
         || identity_base32_encode(secret, sizeof secret, b32, sizeof b32) < 0)
@@ -272,7 +241,7 @@ static plx_status_t mfa_state(plx_request_t *r, const char *uid, bool *enabled,
         return st;
     if (core_db_rows(res) != 1)
         return PLX_ERR_AUTH;
-    *enabled = is_true(res, 0, 0);
+    *enabled = identity_db_bool(res, 0, 0);
     *sealed = core_db_value(res, 0, 1);   /* NULL when not set up */
     *last_step = strtoll(core_db_value(res, 0, 2), NULL, 10);
     return PLX_OK;
@@ -289,7 +258,7 @@ static plx_status_t h_enable(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r) || !(body = body_object(r))
+    if (identity_refuse_api_key(r) || !(body = identity_body_object(r))
         || !(code = identity_body_string(r, body, "code", CODE_MAX)))
         return PLX_OK;
     if ((st = mfa_state(r, uid, &enabled, &sealed, &last)) != PLX_OK)
@@ -371,7 +340,7 @@ static plx_status_t h_disable(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r) || !(body = body_object(r)) || !reauth(r, uid, body))
+    if (identity_refuse_api_key(r) || !(body = identity_body_object(r)) || !reauth(r, uid, body))
         return PLX_OK;
     const char *params[] = { uid };
     st = core_db_query(r,
@@ -394,7 +363,7 @@ static plx_status_t h_recovery_codes(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (refuse_api_key(r) || !(body = body_object(r)) || !reauth(r, uid, body))
+    if (identity_refuse_api_key(r) || !(body = identity_body_object(r)) || !reauth(r, uid, body))
         return PLX_OK;
     if (!recovery_make(&codes, digests))
         return PLX_ERR_INTERNAL;

@@ -139,20 +139,6 @@ static const char *team_name(plx_request_t *r, json_t *body)
     return name;
 }
 
-/* the body as a JSON object; NULL when it was answered (400 or 413) */
-static json_t *body_object(plx_request_t *r)
-{
-    json_t *body;
-
-    if (core_request_json(r, &body) != PLX_OK)
-        return NULL;
-    if (!json_is_object(body)) {
-        core_reply_problem(r, 400, "invalid_request", "expected a JSON object");
-        return NULL;
-    }
-    return body;
-}
-
 /* ---- the locked transaction -------------------------------------------------- */
 
 typedef struct team_tx {
@@ -261,7 +247,7 @@ static bool answered(plx_status_t st, const verdict_t *v)
 static plx_status_t team_create(plx_request_t *r, void *arg)
 {
     const char *caller = identity_caller(r);
-    json_t *body = body_object(r);
+    json_t *body = identity_body_object(r);
     const char *name;
     plx_db_res_t *res;
     plx_status_t st;
@@ -369,7 +355,7 @@ static plx_status_t team_patch(plx_request_t *r, void *arg)
     (void)arg;
     if (!identity_is_uuid(team))
         return team_not_found(r);
-    if (!(body = body_object(r)) || !(name = team_name(r, body)))
+    if (!(body = identity_body_object(r)) || !(name = team_name(r, body)))
         return PLX_OK;
     if ((st = team_tx_open(team, identity_caller(r), NULL, &tx)) != PLX_OK)
         return st;
@@ -526,7 +512,7 @@ static plx_status_t member_add(plx_request_t *r, void *arg)
     (void)arg;
     if (!identity_is_uuid(a.team))
         return team_not_found(r);
-    if (!(body = body_object(r)) || !(a.email = identity_body_string(r, body, "email", EMAIL_MAX))
+    if (!(body = identity_body_object(r)) || !(a.email = identity_body_string(r, body, "email", EMAIL_MAX))
         || !(role = identity_body_string(r, body, "role", 16)))
         return PLX_OK;
     if ((a.role = identity_role_parse(role)) == PLX_ROLE_NONE)
@@ -589,7 +575,7 @@ static plx_status_t member_patch(plx_request_t *r, void *arg)
     (void)arg;
     if (!identity_is_uuid(team) || !identity_is_uuid(user))
         return team_not_found(r);
-    if (!(body = body_object(r)) || !(role = identity_body_string(r, body, "role", 16)))
+    if (!(body = identity_body_object(r)) || !(role = identity_body_string(r, body, "role", 16)))
         return PLX_OK;
     if ((want = identity_role_parse(role)) == PLX_ROLE_NONE)
         return identity_bad_field(r, "role", "must be owner, admin, member or viewer");
