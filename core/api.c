@@ -150,6 +150,9 @@ static const plx_api_t api = {
     .core_stats = core_stats,
 
     .module_at = api_module_at,
+
+    .sse_comment = core_sse_comment,
+    .error_format_add = core_error_format_add,
 };
 
 const plx_api_t *core_api(void)

@@ -81,12 +81,16 @@ plx_status_t core_reply_problemv(plx_request_t *r, int status, const char *code,
 plx_status_t core_reply_problem(plx_request_t *r, int status, const char *code,
                                 const char *fmt, ...) PLX_PRINTF(4, 5);
 void core_error_set(plx_request_t *r, const char *code, const char *detail);
+/* errors under a path prefix in a module's shape (ABI 1.3); init only */
+plx_status_t core_error_format_add(plx_module_t *m, const char *path_prefix,
+                                   plx_error_format_fn fn, void *arg);
 
 /* SSE (sse.c) */
 plx_sse_t *core_sse_begin(plx_request_t *r);
 plx_status_t core_sse_send(plx_sse_t *s, const char *event, const char *data,
                            size_t len);
 int core_sse_closed(plx_sse_t *s);
+plx_status_t core_sse_comment(plx_sse_t *s, const char *text);
 size_t core_sse_open_count(void);
 
 /* WebSocket (ws.c) */

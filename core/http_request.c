@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "http_internal.h"
+#include "loader.h"
 
 #include <stdalign.h>
 #include <stdio.h>
@@ -925,10 +926,84 @@ static char *problem_body(plx_request_t *r, int status, const char *code,
     return s;
 }
 
+/* ---- error bodies of a module's protocol (ABI 1.3) ---------------------- */
+
+#define HTTP_MAX_ERROR_FORMATS 16
+#define HTTP_MAX_PREFIX        128
+
+typedef struct error_format {
+    char                prefix[HTTP_MAX_PREFIX];
+    size_t              len;
+    plx_error_format_fn fn;
+    void               *arg;
+    plx_module_t       *owner;
+} error_format_t;
+
+/* written during init (one thread), read-only afterwards */
+static error_format_t error_formats[HTTP_MAX_ERROR_FORMATS];
+static size_t nerror_formats;
+
+plx_status_t core_error_format_add(plx_module_t *m, const char *path_prefix,
+                                   plx_error_format_fn fn, void *arg)
+{
+    const char *who = m && m->name ? m->name : "core";
+    size_t len = path_prefix ? strlen(path_prefix) : 0;
+
+    if (!fn || len < 2 || len >= HTTP_MAX_PREFIX || path_prefix[0] != '/'
+        || path_prefix[len - 1] != '/') {
+        core_log(PLX_LOG_ERROR, who, NULL, "error format refused: the prefix "
+                 "must start and end with '/' and be shorter than %d bytes",
+                 HTTP_MAX_PREFIX);
+        return PLX_ERR_INVALID;
+    }
+    for (size_t i = 0; i < nerror_formats; i++) {
+        if (strcmp(error_formats[i].prefix, path_prefix) == 0) {
+            core_log(PLX_LOG_ERROR, who, NULL, "error format for \"%s\" "
+                     "refused: module \"%s\" already shapes errors there",
+                     path_prefix, error_formats[i].owner && error_formats[i].owner->name
+                     ? error_formats[i].owner->name : "core");
+            return PLX_ERR_CONFLICT;
+        }
+    }
+    if (nerror_formats == HTTP_MAX_ERROR_FORMATS)
+        return PLX_ERR_TOO_LARGE;
+    error_format_t *f = &error_formats[nerror_formats++];
+    memcpy(f->prefix, path_prefix, len + 1);
+    f->len = len;
+    f->fn = fn;
+    f->arg = arg;
+    f->owner = m;
+    return PLX_OK;
+}
+
+/* the body a module gives errors under r's path, or NULL for problem+json;
+ * the longest matching prefix wins */
+static char *error_format_body(plx_request_t *r, int status, const char *code,
+                               const char *detail)
+{
+    const error_format_t *best = NULL;
+    json_t *body;
+    char *s;
+
+    if (!r->path)
+        return NULL;
+    for (size_t i = 0; i < nerror_formats; i++) {
+        const error_format_t *f = &error_formats[i];
+        if (strncmp(r->path, f->prefix, f->len) == 0 && (!best || f->len > best->len))
+            best = f;
+    }
+    if (!best || !(body = best->fn(r, status, code, detail, best->arg)))
+        return NULL;
+    s = json_is_object(body) ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return s;
+}
+
 plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
                                 const http_header_t *extra, size_t nextra,
                                 const char *detail)
 {
+    const char *type = "application/problem+json";
     http_header_t hdrs[8];
     size_t n = 0;
     char *body;
@@ -951,8 +1026,12 @@ plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
     core_log(status >= 500 ? PLX_LOG_ERROR : PLX_LOG_INFO, "core", r->id,
              "answered %d \"%s\" to \"%s %s\": %s", status, code, r->method,
              r->path, detail);
-    body = problem_body(r, status, code, detail);
-    ok = http_send_head(r, status, "application/problem+json", body ? (long long)strlen(body) : 0,
+    body = error_format_body(r, status, code, detail);
+    if (body)
+        type = "application/json";
+    else
+        body = problem_body(r, status, code, detail);
+    ok = http_send_head(r, status, type, body ? (long long)strlen(body) : 0,
                         hdrs, n)
          && (!body || http_write(r, body, strlen(body)));
     free(body);

@@ -21,6 +21,7 @@
 
 #define SSE_MAX_EVENT_NAME 64
 #define SSE_MAX_DATA       ((size_t)4 * 1024 * 1024)
+#define SSE_MAX_COMMENT    256
 
 static http_reg_t streams = HTTP_REG_INIT;
 
@@ -162,6 +163,25 @@ int core_sse_closed(plx_sse_t *s)
     closed = s->closed;
     pthread_mutex_unlock(&s->mu);
     return closed;
+}
+
+plx_status_t core_sse_comment(plx_sse_t *s, const char *text)
+{
+    char buf[SSE_MAX_COMMENT + 8];
+    size_t tlen = text ? strlen(text) : 0;
+    int n;
+    bool ok;
+
+    if (!s || (text && strpbrk(text, "\r\n")))
+        return PLX_ERR_INVALID;
+    if (tlen > SSE_MAX_COMMENT)
+        return PLX_ERR_TOO_LARGE;
+    n = tlen ? snprintf(buf, sizeof buf, ": %s\n\n", text)
+             : snprintf(buf, sizeof buf, ":\n\n");
+    pthread_mutex_lock(&s->mu);
+    ok = !s->closed && sse_write_locked(s, buf, (size_t)n);
+    pthread_mutex_unlock(&s->mu);
+    return ok ? PLX_OK : PLX_ERR_GONE;
 }
 
 size_t core_sse_open_count(void)

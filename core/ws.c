@@ -328,10 +328,20 @@ static int ws_data_cb(struct mg_connection *conn, int bits, char *data,
     }
 }
 
+/* The one subprotocol the server speaks is "bearer": a browser offers
+ * "bearer, <token>" to authenticate (identity/authn.c) and must see
+ * "bearer" echoed, or it fails the connection. CivetWeb picks the first
+ * offered protocol that is in this list; offers without it get none. */
+static const char *ws_protocol_names[] = { "bearer" };
+static struct mg_websocket_subprotocols ws_protocols = {
+    .nb_subprotocols = 1, .subprotocols = ws_protocol_names,
+};
+
 void http_ws_register(struct mg_context *ctx)
 {
-    mg_set_websocket_handler(ctx, "**", ws_connect_cb, ws_ready_cb, ws_data_cb,
-                             ws_close_cb, NULL);
+    mg_set_websocket_handler_with_subprotocols(ctx, "**", &ws_protocols,
+                                               ws_connect_cb, ws_ready_cb,
+                                               ws_data_cb, ws_close_cb, NULL);
 }
 
 void http_ws_shutdown(void)

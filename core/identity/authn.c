@@ -5,7 +5,8 @@
  * Runs at PLX_HOOK_REALLY_FIRST, before rate limiting, so limits can be
  * charged to the principal. Credentials: "Authorization: Bearer <jwt>",
  * "Authorization: Bearer plx_..." or "X-API-Key: plx_..." (API keys are
- * apikeys.c's business). A request without any credential stays anonymous
+ * apikeys.c's business), and on a WebSocket upgrade without either,
+ * "Sec-WebSocket-Protocol: bearer, <token>" as browsers can send it. A request without any credential stays anonymous
  * and the route's auth option decides; a credential that is present but
  * not good is answered 401 at once, never downgraded to anonymous, so a
  * client with a dead token learns it instead of seeing public data.
@@ -112,14 +113,54 @@ static plx_status_t by_jwt(plx_request_t *r, const char *token)
     return PLX_OK;
 }
 
+/* Browsers cannot set headers on a WebSocket: they offer the token as a
+ * subprotocol, "Sec-WebSocket-Protocol: bearer, <token>", and the server
+ * echoes "bearer" (ws.c). The token of such an upgrade, copied into out;
+ * NULL when the request is not one. */
+static const char *subprotocol_token(plx_request_t *r, char *out, size_t len)
+{
+    const char *upgrade = core_request_header(r, "Upgrade");
+    const char *p = core_request_header(r, "Sec-WebSocket-Protocol");
+    size_t n;
+
+    if (!upgrade || strcasecmp(upgrade, "websocket") != 0 || !p)
+        return NULL;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncmp(p, "bearer", 6) != 0)
+        return NULL;
+    p += 6;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p != ',')
+        return NULL;
+    p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    n = strcspn(p, ", \t");
+    if (n == 0 || n >= len)
+        return NULL;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
 static plx_status_t authn_begin(plx_request_t *r, void *data, void *arg)
 {
     const char *auth = core_request_header(r, "Authorization");
     const char *xkey = core_request_header(r, "X-API-Key");
     const char *token;
+    char proto_token[TOKEN_MAX + 1];
 
     (void)data;
     (void)arg;
+    if (!auth && !xkey && (token = subprotocol_token(r, proto_token, sizeof proto_token))) {
+        if (!token_plausible(token))
+            return refuse(r, "expected \"Sec-WebSocket-Protocol: bearer, <token>\"");
+        if (strncmp(token, "plx_", 4) == 0)
+            return by_api_key(r, token);
+        return by_jwt(r, token);
+    }
     if (!auth && !xkey)
         return PLX_DECLINED;   /* anonymous: the route's auth option decides */
     if (auth && xkey)

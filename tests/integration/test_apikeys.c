@@ -3,7 +3,10 @@
  * accepted as "Authorization: Bearer plx_..." and as "X-API-Key", held to
  * their scopes by the core's route options (through the authz_probe
  * module), refused once revoked, expired or their user disabled, unable to
- * mint keys, listed without their secret, and hostile input answering 400
+ * mint keys, listed without their secret, and hostile input answering 400;
+ * and what ABI 1.3 gave modules for their protocols: a WebSocket token
+ * offered as the "bearer" subprotocol, errors in a module's own shape under
+ * its prefix, and SSE comments that find a vanished client
  *
  * One plexusd with authz_probe; every test makes its own user.
  */
@@ -434,6 +437,116 @@ static void test_pagination(void **state)
         assert_string_equal(seen[i], k[4 - i].id);   /* newest first */
 }
 
+/* ---- ABI 1.3 ---------------------------------------------------------------------- */
+
+static void test_ws_bearer_subprotocol(void **state)
+{
+    plxt_user_t u;
+    key_t_ k;
+    char h[4200];
+    const char *headers[] = { h, NULL };
+    plxt_ws_msg_t msg;
+    plxt_ws_t *ws;
+    int status;
+
+    (void)state;
+    plxt_user_new(srv, db, &u);
+    /* a browser's way: the token rides as the second offered protocol */
+    snprintf(h, sizeof h, "Sec-WebSocket-Protocol: bearer, %s", u.access);
+    ws = plxt_ws_connect(srv->url, "/api/v1/probe/ws", headers, 5000, &status);
+    assert_int_equal(status, 101);
+    assert_non_null(ws);
+    assert_string_equal(plxt_ws_protocol(ws), "bearer");   /* never the token */
+    assert_int_equal(plxt_ws_recv(ws, &msg, 5000), 1);
+    assert_non_null(strstr(msg.data, u.id));
+    plxt_ws_msg_free(&msg);
+    plxt_ws_free(ws);
+
+    /* an API key works the same way */
+    key_new(&u, "{\"name\":\"ws\",\"scopes\":[\"probe:read\"]}", &k);
+    snprintf(h, sizeof h, "Sec-WebSocket-Protocol: bearer, %s", k.key);
+    ws = plxt_ws_connect(srv->url, "/api/v1/probe/ws", headers, 5000, &status);
+    assert_int_equal(status, 101);
+    assert_int_equal(plxt_ws_recv(ws, &msg, 5000), 1);
+    assert_non_null(strstr(msg.data, u.id));
+    plxt_ws_msg_free(&msg);
+    plxt_ws_free(ws);
+
+    /* a bad token is refused, not downgraded; no token at all is 401 too */
+    snprintf(h, sizeof h, "Sec-WebSocket-Protocol: bearer, %s", "eyJhbGciOiJIUzI1NiJ9.e30.xxxx");
+    ws = plxt_ws_connect(srv->url, "/api/v1/probe/ws", headers, 5000, &status);
+    assert_null(ws);
+    assert_int_equal(status, 401);
+    ws = plxt_ws_connect(srv->url, "/api/v1/probe/ws", NULL, 5000, &status);
+    assert_null(ws);
+    assert_int_equal(status, 401);
+}
+
+static void test_error_shape_under_prefix(void **state)
+{
+    plxt_user_t u;
+    plxt_resp_t resp;
+    char url[512];
+    json_t *j;
+
+    (void)state;
+    plxt_user_new(srv, db, &u);
+    j = plxt_expect(srv, "GET", "/probe-v1/me", u.access, NULL, 200);
+    assert_string_equal(plxt_str(j, "user_id"), u.id);
+    json_decref(j);
+
+    /* the core's own refusals take the module's shape there */
+    snprintf(url, sizeof url, "%s/probe-v1/me", srv->url);
+    assert_int_equal(plxt_http("GET", url, NULL, NULL, &resp), 0);
+    assert_int_equal(resp.status, 401);
+    assert_true(plxt_resp_type_is(&resp, "application/json"));
+    j = plxt_resp_json(&resp);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "status")), 401);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "unauthenticated");
+    json_decref(j);
+    plxt_resp_free(&resp);
+
+    snprintf(url, sizeof url, "%s/probe-v1/nothing-here", srv->url);
+    assert_int_equal(plxt_http("GET", url, NULL, NULL, &resp), 0);
+    assert_int_equal(resp.status, 404);
+    j = plxt_resp_json(&resp);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "not_found");
+    json_decref(j);
+    plxt_resp_free(&resp);
+
+    /* elsewhere errors stay problem+json */
+    snprintf(url, sizeof url, "%s/api/v1/probe/nothing-here", srv->url);
+    assert_int_equal(plxt_http("GET", url, NULL, NULL, &resp), 0);
+    assert_int_equal(resp.status, 404);
+    assert_true(plxt_resp_type_is(&resp, "application/problem+json"));
+    plxt_resp_free(&resp);
+}
+
+static void test_sse_comment_finds_a_gone_client(void **state)
+{
+    plxt_stream_t *st;
+    char buf[256];
+    double closed_at;
+    long n;
+
+    (void)state;
+    st = plxt_stream_open(srv->url, "/api/v1/probe/wait", NULL, 5000);
+    assert_non_null(st);
+    assert_int_equal(plxt_stream_status(st), 200);
+    n = plxt_stream_read(st, buf, sizeof buf - 1, 5000);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, ": waiting\n\n"));
+    plxt_stream_close(st);
+    closed_at = plxt_now_ms();
+    /* the producer writes every 100 ms: its second write after the close
+     * fails, well within a second */
+    assert_true(plxt_server_log_wait(srv, "probe: client gone after", 3000));
+    assert_true(plxt_now_ms() - closed_at < 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +561,9 @@ int main(void)
         cmocka_unit_test(test_forged_keys_are_401),
         cmocka_unit_test(test_bad_input_is_400),
         cmocka_unit_test(test_pagination),
+        cmocka_unit_test(test_ws_bearer_subprotocol),
+        cmocka_unit_test(test_error_shape_under_prefix),
+        cmocka_unit_test(test_sse_comment_finds_a_gone_client),
     };
 
     plxt_require_postgres("test_apikeys");

@@ -12,10 +12,21 @@
  *   GET  /api/v1/probe/public             public, rate class "default"
  *   GET  /api/v1/probe/ai                 public, rate class "ai"
  *   GET  /api/v1/probe/unlimited          public, rate class "none"
+ *
+ * and the additions of ABI 1.3:
+ *   GET  /api/v1/probe/wait               SSE: a comment every 100 ms until
+ *                                         the client is gone, then a log line
+ *   WS   /api/v1/probe/ws                 PLX_AUTH_USER: says who connected
+ *   GET  /probe-v1/me                     PLX_AUTH_USER, and every error under
+ *                                         /probe-v1/ in this module's shape
  */
 #include <plexus/module.h>
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static plx_module_t *self;
 
 static plx_status_t probe_user(plx_request_t *r, void *arg)
 {
@@ -72,8 +83,90 @@ static plx_status_t probe_audit(plx_request_t *r, void *arg)
     return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* a producer waiting on nothing, as one waits on a slow upstream: the
+ * comments are how it learns that the client left */
+static plx_status_t probe_wait(plx_request_t *r, void *arg)
+{
+    plx_sse_t *s = plx_sse_begin(r);
+    double gone_at = 0;
+    int sent = 0;
+    struct timespec tick = { 0, 100 * 1000 * 1000 };
+
+    (void)arg;
+    if (!s)
+        return PLX_ERR_INTERNAL;
+    for (int i = 0; i < 300; i++) {   /* 30 s at most */
+        if (plx_sse_comment(s, "waiting") != PLX_OK) {
+            gone_at = now_ms();
+            break;
+        }
+        sent++;
+        nanosleep(&tick, NULL);
+    }
+    plx_rlog(self, r, PLX_LOG_INFO, "probe: client %s after %d comments (%.0f)",
+              gone_at > 0 ? "gone" : "stayed", sent, gone_at);
+    return PLX_OK;
+}
+
+static plx_status_t probe_ws_connect(plx_ws_t *ws, plx_request_t *r, void *arg)
+{
+    const char *uid = plx_request_user_id(r);
+    char *copy = uid ? strdup(uid) : NULL;
+
+    (void)arg;
+    if (!copy)
+        return PLX_ERR_NOMEM;
+    plx_ws_set_data(ws, copy);
+    return PLX_OK;
+}
+
+static void probe_ws_ready(plx_ws_t *ws, void *arg)
+{
+    char msg[96];
+    int n = snprintf(msg, sizeof msg, "{\"user_id\":\"%s\"}",
+                     (const char *)plx_ws_get_data(ws));
+
+    (void)arg;
+    (void)plx_ws_send(ws, 1, msg, (size_t)n);
+}
+
+static void probe_ws_close(plx_ws_t *ws, void *arg)
+{
+    (void)arg;
+    free(plx_ws_get_data(ws));
+    plx_ws_set_data(ws, NULL);
+}
+
+static const plx_ws_handlers_t probe_ws = {
+    .size = sizeof(plx_ws_handlers_t), .connect = probe_ws_connect,
+    .ready = probe_ws_ready, .close = probe_ws_close,
+};
+
+static json_t *probe_error_shape(plx_request_t *r, int status, const char *code,
+                                 const char *detail, void *arg)
+{
+    (void)r;
+    (void)arg;
+    return json_pack("{s:{s:i, s:s, s:s}}", "error", "status", status,
+                     "code", code, "message", detail);
+}
+
+static plx_status_t probe_me(plx_request_t *r, void *arg)
+{
+    (void)arg;
+    return plx_reply_json(r, 200, json_pack("{s:s?}", "user_id", plx_request_user_id(r)));
+}
+
 static plx_status_t authz_probe_init(plx_module_t *m)
 {
+    self = m;
     if (!PLX_API_HAS(plx_api, audit)) {
         plx_log(m, PLX_LOG_ERROR, "the core lacks ABI 1.1 identity functions");
         return PLX_ERR_INTERNAL;
@@ -93,6 +186,15 @@ static plx_status_t authz_probe_init(plx_module_t *m)
                          PLX_ROUTE_OPTS(.rate_class = "ai")) != PLX_OK
         || plx_route_add(m, "GET", "/api/v1/probe/unlimited", probe_ok, r_unlimited,
                          PLX_ROUTE_OPTS(.rate_class = "none")) != PLX_OK)
+        return PLX_ERR_INTERNAL;
+    if (!PLX_API_HAS(plx_api, error_format_add))
+        return PLX_OK;   /* a 1.2 core: the 1.3 probes are not offered */
+    if (plx_route_add(m, "GET", "/api/v1/probe/wait", probe_wait, NULL, NULL) != PLX_OK
+        || plx_ws_route_add(m, "/api/v1/probe/ws", &probe_ws, NULL,
+                            PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
+        || plx_route_add(m, "GET", "/probe-v1/me", probe_me, NULL,
+                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
+        || plx_error_format_add(m, "/probe-v1/", probe_error_shape, NULL) != PLX_OK)
         return PLX_ERR_INTERNAL;
     return PLX_OK;
 }

@@ -254,6 +254,8 @@ void plxt_ws_msg_free(plxt_ws_msg_t *msg);
 /* Wait for the server to close the TCP connection: true if it did. */
 bool plxt_ws_wait_eof(plxt_ws_t *ws, int timeout_ms);
 void plxt_ws_free(plxt_ws_t *ws);   /* closes the socket, no close frame */
+/* the subprotocol the server chose in the handshake, "" when none */
+const char *plxt_ws_protocol(const plxt_ws_t *ws);
 
 /* ------------------------------------------------------------------------
  * TCP proxy in a thread: listens on a free loopback port and forwards every

@@ -34,6 +34,7 @@ struct plxt_ws {
     size_t  in_len, in_cap;
     bool    close_sent;
     bool    eof;
+    char    protocol[64];  /* Sec-WebSocket-Protocol of the handshake, "" none */
 };
 
 /* ---- buffered input ------------------------------------------------------ */
@@ -182,6 +183,8 @@ static int read_upgrade(plxt_ws_t *ws, const char *key, int timeout_ms,
               && strcmp(accept, want) == 0;
     if (*status == 101 && !ok)
         fprintf(stderr, "ws: bad handshake response:\n%s\n", head);
+    if (!head_header(head, "Sec-WebSocket-Protocol", ws->protocol, sizeof ws->protocol))
+        ws->protocol[0] = '\0';
     free(head);
     return ok ? 0 : -1;
 }
@@ -426,4 +429,9 @@ void plxt_ws_free(plxt_ws_t *ws)
         close(ws->fd);
     free(ws->in);
     free(ws);
+}
+
+const char *plxt_ws_protocol(const plxt_ws_t *ws)
+{
+    return ws->protocol;
 }

@@ -162,13 +162,13 @@ static void test_bad_magic(void **state)
 static void test_other_major(void **state)
 {
     expect_refusal(LIST("bad_major"),
-                   LIST("bad_major.so", "built for ABI 2.x, core provides 1.2"));
+                   LIST("bad_major.so", "built for ABI 2.x, core provides 1.3"));
 }
 
 static void test_newer_minor(void **state)
 {
     expect_refusal(LIST("bad_minor"),
-                   LIST("bad_minor.so", "built for ABI 1.99, newer than the core's 1.2"));
+                   LIST("bad_minor.so", "built for ABI 1.99, newer than the core's 1.3"));
 }
 
 static void test_name_differs_from_config(void **state)

@@ -19,6 +19,7 @@
  *   1.1  request_user_id, request_is_admin, request_has_scope, team_role,
  *        audit, core_stats
  *   1.2  module_at (plx_module_view_t)
+ *   1.3  sse_comment, error_format_add (plx_error_format_fn)
  *
  * JSON values are jansson's json_t: modules link jansson themselves
  * (pkg-config plexus pulls it in), and the process has exactly one copy.
@@ -43,7 +44,7 @@ extern "C" {
 #endif
 
 #define PLX_ABI_MAJOR 1
-#define PLX_ABI_MINOR 2
+#define PLX_ABI_MINOR 3
 
 /* "PLX1": is this a Plexus module at all */
 #define PLX_MODULE_MAGIC 0x504c5831u
@@ -213,6 +214,16 @@ typedef void (*plx_free_fn)(void *);
 #define PLX_MEM_COPY   ((plx_free_fn)-1)  /* the core copies it now */
 
 typedef void (*plx_cleanup_fn)(void *arg);
+
+/* Error bodies (1.3). Under a path prefix a module serves a protocol of
+ * its own (the OpenAI-compatible /v1/), every error the core answers there
+ * (401 from authentication, 404, 405, 413, 429, 503) is given this shape
+ * instead of problem+json: the function returns the body (a new
+ * reference; NULL keeps problem+json), sent as application/json with the
+ * same status and headers. Any thread; it must not block. */
+typedef json_t *(*plx_error_format_fn)(plx_request_t *r, int status,
+                                       const char *code, const char *detail,
+                                       void *arg);
 
 /* ------------------------------------------------------------------------
  * Identity (1.1): a caller's role in a team, ordered so that a comparison
@@ -406,6 +417,20 @@ struct plx_api {
      * one): PLX_OK with out filled up to out->size, PLX_ERR_NOT_FOUND past
      * the last. Any thread, after init. */
     plx_status_t (*module_at)(size_t i, plx_module_view_t *out);
+
+    /* ABI 1.3 -------------------------------------------------------- */
+
+    /* Write an SSE comment line (": text", then a blank line): nothing for
+     * the client's parser, but a write, so a client that went away is
+     * found by the next one. A producer waiting on slow upstream work
+     * calls it every few hundred ms to learn of a disconnect within a
+     * second. PLX_ERR_GONE once the stream is closed. text must not hold
+     * CR or LF; NULL writes ":". */
+    plx_status_t (*sse_comment)(plx_sse_t *s, const char *text);
+    /* errors under path_prefix ("/v1/") take fn's shape; registered in
+     * init; one module per prefix */
+    plx_status_t (*error_format_add)(plx_module_t *m, const char *path_prefix,
+                                     plx_error_format_fn fn, void *arg);
     /* append new entries here and bump PLX_ABI_MINOR */
 };
 
@@ -673,6 +698,13 @@ static inline void plx_core_stats(plx_core_stats_t *out)
 { plx_api->core_stats(out); }
 
 /* 1.2 */
+static inline plx_status_t plx_sse_comment(plx_sse_t *s, const char *text)
+{ return plx_api->sse_comment(s, text); }
+static inline PLX_WUR plx_status_t
+plx_error_format_add(plx_module_t *m, const char *prefix,
+                     plx_error_format_fn fn, void *arg)
+{ return plx_api->error_format_add(m, prefix, fn, arg); }
+
 static inline plx_status_t plx_module_at(size_t i, plx_module_view_t *out)
 { return plx_api->module_at(i, out); }
 
