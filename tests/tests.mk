@@ -24,11 +24,12 @@ tests_support_libplxtest_la_SOURCES = \
 	tests/support/http_client.c tests/support/ws_client.c \
 	tests/support/tcp_proxy.c tests/support/pgtest.c \
 	tests/support/smtp_sink.c tests/support/smtp_sink.h \
-	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h
+	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h \
+	tests/support/fake_llm.c tests/support/fake_llm.h
 tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
 tests_support_libplxtest_la_LIBADD = $(LIBCURL_LIBS) $(LIBPQ_LIBS) \
-	$(JANSSON_LIBS) $(OPENSSL_LIBS) $(CMOCKA_LIBS) $(PTHREAD_LIBS)
+	$(JANSSON_LIBS) $(OPENSSL_LIBS) $(CMOCKA_LIBS) $(PTHREAD_LIBS) -lm
 itest_cflags = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(LIBCURL_CFLAGS) \
 	$(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/tests/support \
 	-I$(top_srcdir)/core/include
@@ -38,7 +39,7 @@ itest_libs = tests/support/libplxtest.la
 UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
 	tests/unit/test_registry tests/unit/test_json tests/unit/test_util \
 	tests/unit/test_loader tests/unit/test_migrate \
-	tests/unit/test_identity_crypto
+	tests/unit/test_identity_crypto tests/unit/test_fake_llm
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
@@ -66,6 +67,11 @@ tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
 	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
 tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
 tests_unit_test_identity_crypto_LDADD = $(test_libs)
+
+# the fake LLM provider itself, from outside, over libcurl
+tests_unit_test_fake_llm_SOURCES = tests/unit/test_fake_llm.c
+tests_unit_test_fake_llm_CFLAGS = $(itest_cflags)
+tests_unit_test_fake_llm_LDADD = $(itest_libs)
 
 # the loader and migration runner need the whole core
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
@@ -190,3 +196,12 @@ EXTRA_DIST += tests/example_module.sh tests/plugins/example/Makefile \
 	tests/plugins/example/sql/0001_records.sql
 
 endif
+
+# the fake LLM provider as a program (bench/ai.sh): jansson and threads
+# only, so a release build without cmocka makes it too (make tests/fake-llm)
+check_PROGRAMS += tests/fake-llm
+tests_fake_llm_SOURCES = tests/fake_llm_main.c tests/support/fake_llm.c \
+	tests/support/fake_llm.h
+tests_fake_llm_CPPFLAGS = -I$(top_srcdir)/tests/support
+tests_fake_llm_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+tests_fake_llm_LDADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm

@@ -181,9 +181,10 @@ const char *plxt_resp_header(const plxt_resp_t *resp, const char *name);
 void plxt_resp_free(plxt_resp_t *resp);
 
 /* ------------------------------------------------------------------------
- * Raw HTTP/1.1 stream client for Server-Sent Events: sends one GET and
- * reads the response incrementally (chunked or not), so a test can see
- * events as they come, stop reading, or hang up mid-stream.
+ * Raw HTTP/1.1 stream client for Server-Sent Events: sends one GET (or,
+ * with plxt_stream_request, any request with a body) and reads the
+ * response incrementally (chunked or not), so a test can see events as
+ * they come, stop reading, or hang up mid-stream.
  */
 typedef struct plxt_stream plxt_stream_t;
 
@@ -198,6 +199,12 @@ typedef struct plxt_sse_event {
  * header lines, read the status line and headers. NULL on failure. */
 plxt_stream_t *plxt_stream_open(const char *base_url, const char *path,
                                 const char *const *headers, int timeout_ms);
+/* The same with any method and an optional body (sent with its
+ * Content-Length; the caller adds the Content-Type line): a POST whose
+ * answer streams. */
+plxt_stream_t *plxt_stream_request(const char *base_url, const char *method,
+                                   const char *path, const char *const *headers,
+                                   const char *body, int timeout_ms);
 int plxt_stream_status(const plxt_stream_t *st);
 /* borrowed; case-insensitive */
 const char *plxt_stream_header(const plxt_stream_t *st, const char *name);

@@ -465,6 +465,13 @@ static int read_head(plxt_stream_t *st, int timeout_ms)
 plxt_stream_t *plxt_stream_open(const char *base_url, const char *path,
                                 const char *const *headers, int timeout_ms)
 {
+    return plxt_stream_request(base_url, "GET", path, headers, NULL, timeout_ms);
+}
+
+plxt_stream_t *plxt_stream_request(const char *base_url, const char *method,
+                                   const char *path, const char *const *headers,
+                                   const char *body, int timeout_ms)
+{
     char host[64], req[8192];
     int port, len;
     bool has_accept = false;
@@ -480,7 +487,11 @@ plxt_stream_t *plxt_stream_open(const char *base_url, const char *path,
         free(st);
         return NULL;
     }
-    len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n", path, host, port);
+    len = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: %s:%d\r\n", method, path,
+                   host, port);
+    if (body && len < (int)sizeof req)
+        len += snprintf(req + len, sizeof req - (size_t)len, "Content-Length: %zu\r\n",
+                        strlen(body));
     for (; headers && *headers && len < (int)sizeof req; headers++) {
         has_accept |= strncasecmp(*headers, "Accept:", 7) == 0;
         len += snprintf(req + len, sizeof req - (size_t)len, "%s\r\n", *headers);
@@ -490,6 +501,7 @@ plxt_stream_t *plxt_stream_open(const char *base_url, const char *path,
     if (len < (int)sizeof req)
         len += snprintf(req + len, sizeof req - (size_t)len, "\r\n");
     if (len >= (int)sizeof req || plxt_sock_send_all(st->fd, req, (size_t)len, timeout_ms) != 0
+        || (body && plxt_sock_send_all(st->fd, body, strlen(body), timeout_ms) != 0)
         || read_head(st, timeout_ms) != 0) {
         plxt_stream_close(st);
         return NULL;
