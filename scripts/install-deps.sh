@@ -15,7 +15,8 @@ set -euo pipefail
 
 BUILD_PACKAGES="build-essential autoconf automake libtool pkg-config
     libcivetweb-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev
-    libinih-dev libjwt-dev libargon2-dev libcrack2-dev cracklib-runtime"
+    libinih-dev libjwt-dev libargon2-dev libcrack2-dev cracklib-runtime
+    libvalijson-dev nlohmann-json3-dev"
 TEST_PACKAGES="libcmocka-dev postgresql-15 postgresql-common curl prometheus"
 BENCH_PACKAGES="nginx-light wrk curl"
 
