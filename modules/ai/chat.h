@@ -132,6 +132,24 @@ bool chat_opt_bool(plx_request_t *r, json_t *body, const char *name, bool *out);
 /* monotonic seconds */
 double chat_now(void);
 
+/* ---- a conversation's turn, off any request (conversations.c) ---------------
+ * The REST route and the WebSocket store and read a conversation the same
+ * way; the caller has checked that the conversation is the user's. */
+
+/* store the user's message (the conversation moves to the top of the
+ * list): PLX_OK, PLX_ERR_NOT_FOUND when it is gone, PLX_ERR_DB */
+plx_status_t ai_conv_user_turn(const char *conv_id, const char *content);
+/* the system prompt and the latest messages, the oldest turns dropped
+ * until they fit window with room for the reply (max_tokens, at most half
+ * the window): a new reference, or NULL with *st set */
+json_t *ai_conv_history(const char *conv_id, const char *system, long window,
+                        long max_tokens, plx_status_t *st);
+/* the reply, or the part of it that came, as the next message with id
+ * msg_id (complete when st is PLX_OK, else incomplete); false when there
+ * was nothing to store or it could not be stored (logged) */
+bool ai_conv_reply_store(const char *conv_id, const char *msg_id, plx_status_t st,
+                         const ai_outcome_t *o);
+
 /* ai.chat/1 and ai.embed/1 (service.c), from ai_gateway_init */
 bool ai_services_register(plx_module_t *m);
 

@@ -446,30 +446,42 @@ typedef struct conv_turn {
     json_t     *body;
 } conv_turn_t;
 
-/* the system prompt and the latest messages, the oldest turns dropped
- * until they fit the model's window with room for the reply (at least
- * half the window); new reference or NULL */
-static json_t *history_load(conv_turn_t *t, long max_tokens, plx_status_t *st)
+plx_status_t ai_conv_user_turn(const char *conv_id, const char *content)
+{
+    const char *params[] = { conv_id, content };
+    plx_db_res_t *res = NULL;
+    plx_status_t st = plx_db_query(NULL, user_sql, 2, params, &res);
+
+    if (st == PLX_OK && plx_db_rows(res) != 1)
+        st = PLX_ERR_NOT_FOUND;
+    plx_db_free(res);
+    return st;
+}
+
+json_t *ai_conv_history(const char *conv_id, const char *system, long window,
+                        long max_tokens, plx_status_t *st)
 {
     char most[12];
-    plx_db_res_t *res;
+    plx_db_res_t *res = NULL;
     json_t *msgs = json_array();
-    long window = t->model->context_window;
     long reply = max_tokens > 0 ? max_tokens : ai_cfg.default_max_tokens;
 
     snprintf(most, sizeof most, "%d", CONV_HISTORY_MAX);
-    const char *params[] = { t->id, most };
-    if (!msgs || (*st = plx_db_query(t->r, history_sql, 2, params, &res)) != PLX_OK) {
+    const char *params[] = { conv_id, most };
+    *st = msgs ? plx_db_query(NULL, history_sql, 2, params, &res) : PLX_ERR_NOMEM;
+    if (*st != PLX_OK) {
+        plx_db_free(res);
         json_decref(msgs);
         return NULL;
     }
-    if (t->system && *t->system)
+    if (system && *system)
         json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system",
-                                              "content", t->system));
+                                              "content", system));
     for (int i = 0; i < plx_db_rows(res); i++)
         json_array_append_new(msgs, json_pack("{s:s, s:s}",
                               "role", plx_db_value(res, i, 0),
                               "content", plx_db_value(res, i, 1)));
+    plx_db_free(res);
     if (reply > ai_cfg.max_output_tokens)
         reply = ai_cfg.max_output_tokens;
     if (reply > window / 2)
@@ -478,10 +490,8 @@ static json_t *history_load(conv_turn_t *t, long max_tokens, plx_status_t *st)
     return msgs;
 }
 
-/* the reply (or the part that came) as the conversation's next message;
- * false when there is nothing to store or it could not be stored */
-static bool reply_store(conv_turn_t *t, plx_status_t st, const ai_outcome_t *o,
-                        const char *id)
+bool ai_conv_reply_store(const char *conv_id, const char *msg_id, plx_status_t st,
+                         const ai_outcome_t *o)
 {
     size_t n = o->res.text ? o->res.text_len : 0;
     char pt[24], ct[24], *text;
@@ -495,16 +505,15 @@ static bool reply_store(conv_turn_t *t, plx_status_t st, const ai_outcome_t *o,
         return false;
     snprintf(pt, sizeof pt, "%ld", o->usage.prompt_tokens);
     snprintf(ct, sizeof ct, "%ld", o->usage.completion_tokens);
-    const char *params[] = { id, t->id, text, st == PLX_OK ? "complete" : "incomplete",
+    const char *params[] = { msg_id, conv_id, text, st == PLX_OK ? "complete" : "incomplete",
                              o->served_model[0] ? o->served_model : NULL, pt, ct };
     ok = plx_db_query(NULL, reply_sql, 7, params, &res) == PLX_OK;
     ok = ok && plx_db_rows(res) == 1;
-    if (res)
-        plx_db_free(res);
+    plx_db_free(res);
     free(text);
     if (!ok)
-        plx_rlog(ai_module, t->r, PLX_LOG_ERROR, "the reply to conversation %s "
-                 "could not be stored", t->id);
+        plx_log(ai_module, PLX_LOG_ERROR, "the reply to conversation %s could not "
+                "be stored", conv_id);
     return ok;
 }
 
@@ -527,7 +536,7 @@ static plx_status_t turn_call(conv_turn_t *t, json_t *messages,
     c.params.messages = messages;
     chat_reply_sink(&cr, &c.sink);
     st = ai_gateway_chat(&c, &o);
-    if (reply_store(t, st, &o, msg_id))
+    if (ai_conv_reply_store(t->id, msg_id, st, &o))
         cr.message_id = msg_id;
     st = chat_reply_finish(&cr, st, &o);
     ai_outcome_clear(&o);
@@ -554,7 +563,6 @@ static bool team_writable(plx_request_t *r, const char *team_id, plx_status_t *s
 static plx_status_t turn_run(conv_turn_t *t)
 {
     ai_chat_params_t q = { .max_tokens = 0 };
-    plx_db_res_t *res;
     plx_status_t st;
     json_t *messages;
     bool stream;
@@ -562,12 +570,13 @@ static plx_status_t turn_run(conv_turn_t *t)
     if (!chat_opt_bool(t->r, t->body, "stream", &stream)
         || !chat_params_parse(t->r, t->body, &q))
         return PLX_OK;
-    const char *params[] = { t->id, t->content };
-    if ((st = plx_db_query(t->r, user_sql, 2, params, &res)) != PLX_OK)
-        return st;
-    if (plx_db_rows(res) != 1)
+    if ((st = ai_conv_user_turn(t->id, t->content)) == PLX_ERR_NOT_FOUND)
         return plx_reply_problem(t->r, 404, "not_found", "no such conversation");
-    if (!(messages = history_load(t, q.max_tokens, &st)))
+    if (st != PLX_OK)
+        return st;
+    messages = ai_conv_history(t->id, t->system, t->model->context_window,
+                               q.max_tokens, &st);
+    if (!messages)
         return st != PLX_OK ? st : PLX_ERR_NOMEM;
     st = turn_call(t, messages, &q, stream);
     json_decref(messages);

@@ -55,7 +55,6 @@
 
 #define WS_ID_MAX        128
 #define WS_MAX_MESSAGES  4096
-#define WS_HISTORY_MAX   1000       /* a conversation's messages read back */
 #define WS_UUID_LEN      36
 
 /* $1 conversation, $2 user: the conversation, if it is the user's */
@@ -67,29 +66,6 @@ static const char conv_sql[] =
 static const char team_sql[] =
     "SELECT 1 FROM plexus.team_members WHERE team_id = $1::uuid"
     " AND user_id = $2::uuid AND role <> 'viewer'";
-
-/* $1 conversation, $2 content: the user's turn (the conversation moves to
- * the top of the list) */
-static const char user_sql[] =
-    "WITH c AS (UPDATE ai.conversations SET updated_at = now()"
-    " WHERE id = $1::uuid RETURNING id)"
-    " INSERT INTO ai.messages (conversation_id, role, content)"
-    " SELECT c.id, 'user', $2 FROM c RETURNING id";
-
-/* $1 conversation, $2 most messages: the latest, oldest first */
-static const char history_sql[] =
-    "SELECT role, content FROM (SELECT role, content, created_at, id"
-    " FROM ai.messages WHERE conversation_id = $1::uuid"
-    " ORDER BY created_at DESC, id DESC LIMIT $2::int) t ORDER BY created_at, id";
-
-/* $1 conversation, $2 content, $3 status, $4 model, $5 $6 tokens */
-static const char reply_sql[] =
-    "WITH c AS (UPDATE ai.conversations SET updated_at = now()"
-    " WHERE id = $1::uuid RETURNING id)"
-    " INSERT INTO ai.messages (conversation_id, role, content, status, model,"
-    " prompt_tokens, completion_tokens)"
-    " SELECT c.id, 'assistant', $2, $3, $4, $5::int, $6::int FROM c"
-    " RETURNING id::text";
 
 typedef struct ws_conn ws_conn_t;
 
@@ -265,38 +241,19 @@ static bool team_allowed(ws_reply_t *w, const char *code, const char *message)
     return ok;
 }
 
-/* the conversation's system prompt and latest messages, the oldest turns
- * dropped until they fit the model's window with room for the reply (at
- * least half the window), as conversations.c reads them */
+/* the conversation's history for the call, as conversations.c reads it */
 static bool conv_history(ws_reply_t *w, const char *system, long window)
 {
-    char most[16];
-    const char *params[2] = { w->conversation_id, most };
-    long reply = w->max_tokens > 0 ? w->max_tokens : ai_cfg.default_max_tokens;
-    plx_db_res_t *res = NULL;
+    plx_status_t st;
 
-    snprintf(most, sizeof most, "%d", WS_HISTORY_MAX);
-    if (db_run(history_sql, 2, params, &res) != PLX_OK)
-        return db_failed(w, "reading the conversation");
-    w->messages = json_array();
-    if (w->messages && system && *system)
-        json_array_append_new(w->messages, json_pack("{s:s, s:s}", "role", "system",
-                                                     "content", system));
-    for (int i = 0; w->messages && i < plx_db_rows(res); i++)
-        json_array_append_new(w->messages, json_pack("{s:s, s:s}",
-                                                     "role", plx_db_value(res, i, 0),
-                                                     "content", plx_db_value(res, i, 1)));
-    plx_db_free(res);
-    if (!w->messages) {
+    w->messages = ai_conv_history(w->conversation_id, system, window, w->max_tokens, &st);
+    if (w->messages)
+        return true;
+    if (st == PLX_ERR_NOMEM) {
         reply_fail(w, "internal", "out of memory");
         return false;
     }
-    if (reply > ai_cfg.max_output_tokens)
-        reply = ai_cfg.max_output_tokens;
-    if (reply > window / 2)
-        reply = window / 2;
-    ai_history_trim(w->messages, window - reply, ai_estimate_messages);
-    return true;
+    return db_failed(w, "reading the conversation");
 }
 
 /* the conversation's model (unless the chat named one), its window */
@@ -325,8 +282,8 @@ static bool conv_model(ws_reply_t *w, const char *conv_model_name, long *window)
 static bool conv_prepare(ws_reply_t *w)
 {
     const char *params[2] = { w->conversation_id, w->conn->user_id };
-    const char *turn[2] = { w->conversation_id, w->content };
-    plx_db_res_t *res = NULL, *ins = NULL;
+    plx_db_res_t *res = NULL;
+    plx_status_t st = PLX_OK;
     long window = 0;
     bool ok;
 
@@ -342,13 +299,13 @@ static bool conv_prepare(ws_reply_t *w)
     ok = (!w->team_id[0] || team_allowed(w, "forbidden", "this conversation is charged "
                                          "to a team in which you are no longer a member"))
          && conv_model(w, plx_db_value(res, 0, 1), &window);
-    if (ok && db_run(user_sql, 2, turn, &ins) != PLX_OK)
-        ok = db_failed(w, "storing the message");
-    if (ok && plx_db_rows(ins) != 1) {
-        reply_fail(w, "not_found", "no such conversation");
+    if (ok && (st = ai_conv_user_turn(w->conversation_id, w->content)) != PLX_OK) {
+        if (st == PLX_ERR_NOT_FOUND)
+            reply_fail(w, "not_found", "no such conversation");
+        else
+            db_failed(w, "storing the message");
         ok = false;
     }
-    plx_db_free(ins);
     ok = ok && conv_history(w, plx_db_value(res, 0, 2), window);
     plx_db_free(res);
     return ok;
@@ -357,29 +314,10 @@ static bool conv_prepare(ws_reply_t *w)
 /* the reply, or the part that came, as the conversation's next message */
 static void conv_store(ws_reply_t *w, plx_status_t st, const ai_outcome_t *o)
 {
-    ai_utf8_carry_t carry = { .n = 0 };
-    size_t n = 0;
-    char pt[24], ct[24];
-    char *text = ai_utf8_piece(&carry, o->res.text ? o->res.text : "",
-                               o->res.text ? o->res.text_len : 0, st == PLX_OK, &n);
-    plx_db_res_t *res = NULL;
+    char id[37];
 
-    if (!text || (st != PLX_OK && n == 0)) {
-        free(text);
-        return;
-    }
-    snprintf(pt, sizeof pt, "%ld", o->usage.prompt_tokens);
-    snprintf(ct, sizeof ct, "%ld", o->usage.completion_tokens);
-    const char *params[6] = { w->conversation_id, text, st == PLX_OK ? "complete"
-                              : "incomplete", o->served_model[0] ? o->served_model : NULL,
-                              pt, ct };
-    if (db_run(reply_sql, 6, params, &res) == PLX_OK && plx_db_rows(res) == 1)
-        snprintf(w->message_id, sizeof w->message_id, "%s", plx_db_value(res, 0, 0));
-    else
-        plx_log(ai_module, PLX_LOG_ERROR, "ws %s: the reply to conversation %s could "
-                "not be stored", w->request_id, w->conversation_id);
-    plx_db_free(res);
-    free(text);
+    if (ai_uuid_new(id) && ai_conv_reply_store(w->conversation_id, id, st, o))
+        memcpy(w->message_id, id, sizeof id);
 }
 
 static void reply_done(ws_reply_t *w, const ai_outcome_t *o)
@@ -749,7 +687,8 @@ bool ai_ws_routes(plx_module_t *m)
     };
 
     return plx_ws_route_add(m, "/api/v1/ai/ws", &handlers, NULL,
-                            PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER, .rate_class = "ai",
+                            PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
+                                           .rate_class = "ai",
                                            .summary = "Chat over a WebSocket, several "
                                            "replies at once", .tag = "ai")) == PLX_OK;
 }
