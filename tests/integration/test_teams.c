@@ -80,21 +80,8 @@ static void expect_problem(const char *method, const char *path, const char *tok
     json_decref(j);
 }
 
-#define PLXT_PATHS 4
-static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* a path from a format: four rotating buffers, enough for one call */
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[PLXT_PATHS][512];
-    static int next;
-    char *b = bufs[next++ % PLXT_PATHS];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
 static void team_new(const plxt_user_t *owner, const char *name, char id[37])
 {

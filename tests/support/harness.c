@@ -46,6 +46,24 @@ static bool atexit_set;
 
 /* ---- small utilities ---------------------------------------------------- */
 
+const char *plxt_fmt(const char *fmt, ...)
+{
+    static _Thread_local char bufs[8][32768];
+    static _Thread_local unsigned next;
+    char *b = bufs[next++ % 8];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(b, sizeof bufs[0], fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof bufs[0]) {
+        fprintf(stderr, "plxt_fmt: %d bytes do not fit in %zu\n", n, sizeof bufs[0]);
+        abort();
+    }
+    return b;
+}
+
 double plxt_now_ms(void)
 {
     struct timespec ts;

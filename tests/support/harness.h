@@ -32,6 +32,11 @@ void plxt_require_postgres(const char *test_name);
 
 /* a time to compare against, in milliseconds, monotonic */
 double plxt_now_ms(void);
+/* Text from a format (a path, a small body) in one of 8 rotating buffers
+ * of 32 KiB per thread: valid until the 8th next call on the same thread,
+ * enough for the arguments of one call. Longer text fails the test run
+ * (abort), it is never cut. */
+const char *plxt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void plxt_sleep_ms(int ms);
 
 /* ------------------------------------------------------------------------

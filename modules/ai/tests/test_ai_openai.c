@@ -31,18 +31,8 @@ static ait_env_t env;
 #define CHAT "/v1/chat/completions"
 #define HI   "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]"
 
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][8192];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
 static int group_setup(void **state)
 {
@@ -661,10 +651,10 @@ static size_t b64_decode(const char *s, unsigned char *out, size_t cap)
 
 static void test_embeddings_float_and_base64(void **state)
 {
-    const char *req = "{\"model\":\"emb-test\",\"input\":[\"alpha beta\",\"gamma\"]%s}";
-    json_t *f = ait_expect(&env, "POST", "/v1/embeddings", env.user.access, P(req, ""), 200);
+#define EMB_REQ "{\"model\":\"emb-test\",\"input\":[\"alpha beta\",\"gamma\"]%s}"
+    json_t *f = ait_expect(&env, "POST", "/v1/embeddings", env.user.access, P(EMB_REQ, ""), 200);
     json_t *b = ait_expect(&env, "POST", "/v1/embeddings", env.user.access,
-                           P(req, ",\"encoding_format\":\"base64\""), 200);
+                           P(EMB_REQ, ",\"encoding_format\":\"base64\""), 200);
     json_t *usage = json_object_get(f, "usage");
 
     (void)state;

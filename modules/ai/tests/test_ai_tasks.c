@@ -38,19 +38,8 @@ static char other_team[37];    /* OUTSIDER's own */
 #define ANALYZE "/api/v1/ai/analyze"
 #define TRANSLATE "/api/v1/ai/translate"
 
-/* a path or body from a format, in one of a few rotating buffers */
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][16384];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
 /* a JSON body from json_pack arguments, as text in a rotating buffer */
 static const char *B(const char *fmt, ...)

@@ -28,18 +28,8 @@
 
 static ait_env_t env;
 
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][8192];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
 static int group_setup(void **state)
 {

@@ -34,18 +34,17 @@ static plxt_user_t crew[NCREW];
 static char team[37];          /* the crew's team; OUTSIDER is not in it */
 static char other_team[37];    /* OUTSIDER's own team */
 
-/* a path from a format, in one of a few rotating buffers */
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
+/* a route pattern of the tables below with its "%s", if any, replaced by id */
+static const char *route_path(const char *pattern, const char *id)
+{
+    const char *at = strstr(pattern, "%s");
+
+    if (!at)
+        return pattern;
+    return P("%.*s%s%s", (int)(at - pattern), pattern, id, at + 2);
 }
 
 static int group_setup(void **state)
@@ -338,7 +337,7 @@ static void all_not_found(int who, const char *id)
     };
 
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        free(pjt_expect_problem(&env, routes[i].method, P(routes[i].fmt, id),
+        free(pjt_expect_problem(&env, routes[i].method, route_path(routes[i].fmt, id),
                                 crew[who].access, routes[i].body, "\"1\"", 404,
                                 "not_found"));
 }
@@ -424,7 +423,7 @@ static void test_anonymous_is_401(void **state)
 
     pjt_uuid(id);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        pjt_call(&env, routes[i].method, P(routes[i].path, id), NULL, "{}", NULL, &resp);
+        pjt_call(&env, routes[i].method, route_path(routes[i].path, id), NULL, "{}", NULL, &resp);
         if (resp.status != 401)
             fail_msg("%s %s anonymous: expected 401, found %ld", routes[i].method,
                      routes[i].path, resp.status);

@@ -30,18 +30,8 @@ static pjt_env_t env;
 static plxt_user_t owner, member;
 static char team[37];
 
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][16384];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path or body from a format (harness.h) */
+#define P plxt_fmt
 
 static int group_setup(void **state)
 {
