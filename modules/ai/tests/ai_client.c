@@ -156,8 +156,9 @@ static int ai_module_conf(const ait_env_t *e, const char *extra, bool providers,
 
 /* the server on a fresh database, the fake already running, with the
  * extra modules (ended by a NULL name; may be NULL) after ai; 0 or -1 */
-static int server_start(ait_env_t *e, const char *ai_text,
-                        const plxt_module_t *extra)
+/* plexusd on e->db with metrics, ai (ai_text) and the extra modules */
+static plxt_server_t *server_spawn(ait_env_t *e, const char *ai_text,
+                                   const plxt_module_t *extra)
 {
     const char *b = getenv("PLX_BUILDDIR");
     char metrics_path[1024], ai_path[1024], cfg[4096];
@@ -173,18 +174,24 @@ static int server_start(ait_env_t *e, const char *ai_text,
     for (size_t i = 0; extra && extra[i].name; i++) {
         if (i == EXTRA_MODULES_MAX) {
             fprintf(stderr, "# ai test: more than %d extra modules\n", EXTRA_MODULES_MAX);
-            return -1;
+            return NULL;
         }
         mods[k++] = extra[i];
     }
-    if (!(e->db = pgtest_db_create(e->dbname)))
-        return -1;
     plxt_identity_config(cfg, sizeof cfg, 0);
     n = strlen(cfg);
     snprintf(cfg + n, sizeof cfg - n, "[server]\nthreads = 256\n"
              "[ratelimit]\ndefault = 1000000/60s\nauth = 100000/60s\nai = 1000000/60s\n");
     plxt_server_opts_t o = { .db_url = e->db, .modules = mods, .config = cfg };
-    e->srv = plxt_server_start(&o);
+    return plxt_server_start(&o);
+}
+
+static int server_start(ait_env_t *e, const char *ai_text,
+                        const plxt_module_t *extra)
+{
+    if (!(e->db = pgtest_db_create(e->dbname)))
+        return -1;
+    e->srv = server_spawn(e, ai_text, extra);
     if (!e->srv) {
         pgtest_db_drop(e->dbname);
         free(e->db);
@@ -202,12 +209,15 @@ static int start(ait_env_t *e, const char *ai_conf, bool providers,
 
     memset(e, 0, sizeof *e);
     if (ai_text && (e->llm = plxt_llm_start(AIT_KEY))
-        && ai_module_conf(e, ai_conf, providers, ai_text) == 0)
-        rc = server_start(e, ai_text->p, extra);
+        && ai_module_conf(e, ai_conf, providers, ai_text) == 0
+        && (e->ai_text = strdup(ai_text->p)))
+        rc = server_start(e, e->ai_text, extra);
     free(ai_text);
     if (rc != 0) {
         plxt_llm_stop(e->llm);
         e->llm = NULL;
+        free(e->ai_text);
+        e->ai_text = NULL;
         return -1;
     }
     plxt_user_new(e->srv, e->db, &e->admin);
@@ -232,6 +242,11 @@ int ait_start_bare(ait_env_t *e)
     return start(e, NULL, false, NULL);
 }
 
+plxt_server_t *ait_server_again(ait_env_t *e)
+{
+    return e->db && e->ai_text ? server_spawn(e, e->ai_text, NULL) : NULL;
+}
+
 int ait_stop(ait_env_t *e)
 {
     /* the server first: its calls in flight end on its side, not as
@@ -246,6 +261,8 @@ int ait_stop(ait_env_t *e)
     }
     plxt_llm_stop(e->llm);
     e->llm = NULL;
+    free(e->ai_text);
+    e->ai_text = NULL;
     return rc == 0 ? 0 : -1;
 }
 

@@ -23,6 +23,7 @@ typedef struct ait_env {
     char           dbname[64];
     plxt_user_t    admin;        /* role admin, logged in */
     plxt_user_t    user;         /* a plain user, logged in */
+    char          *ai_text;      /* the [ai] section the server got */
 } ait_env_t;
 
 /* Start the fake and the server. [ai] gets three providers on the fake:
@@ -40,6 +41,10 @@ int ait_start_bare(ait_env_t *e);           /* no provider configured */
  * (plxt_module_t, ended by a NULL name; at most 8) loaded after ai, e.g.
  * a test plugin that uses its hooks and services */
 int ait_start_with(ait_env_t *e, const char *ai_conf, const plxt_module_t *extra);
+/* another plexusd on the same database, with the same settings and the
+ * same fake (no extra modules): what two instances behind a load balancer
+ * share. NULL when it did not start; stop it with plxt_server_stop. */
+plxt_server_t *ait_server_again(ait_env_t *e);
 /* stop the server (0 when it exited cleanly), the fake, drop the database */
 int ait_stop(ait_env_t *e);
 

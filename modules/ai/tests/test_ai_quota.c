@@ -10,7 +10,8 @@
  * through, whatever the order the server takes them in; the rest get 429
  * quota_exceeded with a message and Retry-After. Once the calls are over,
  * nothing is reserved any more and what a quota used is the sum of the
- * usage rows (what the provider reported, not the reservation).
+ * usage rows (what the provider reported, not the reservation). The same
+ * holds with the calls spread over two instances on one database.
  */
 #include "config.h"
 
@@ -52,6 +53,7 @@ static double call_cost(void)
 
 typedef struct call {
     pthread_t   thread;
+    /* url: the server's, or every other call the second instance's */
     const char *url;
     const char *token;
     char        body[512];
@@ -125,19 +127,21 @@ static long sql_long(const char *what)
 
 /* n calls at once for token (team: NULL or a team id); expect exactly
  * pass of them to pass; checks the reservations while they are held */
-static void run_parallel(const char *token, const char *team, int n, int pass,
-                         const char *quota_id, long held_tokens)
+static void run_parallel_on(plxt_server_t *other, const char *token,
+                            const char *team, int n, int pass,
+                            const char *quota_id, long held_tokens)
 {
-    char url[256];
+    char url[256], url2[256];
     call_t *calls = calloc((size_t)n, sizeof *calls);
     int ok = 0, refused = 0;
 
     assert_non_null(calls);
     snprintf(url, sizeof url, "%s/api/v1/ai/chat", env.srv->url);
+    snprintf(url2, sizeof url2, "%s/api/v1/ai/chat", (other ? other : env.srv)->url);
     plxt_llm_reset(env.llm);
     done_count = 0;
     for (int i = 0; i < n; i++) {
-        calls[i].url = url;
+        calls[i].url = i % 2 ? url2 : url;
         calls[i].token = token;
         snprintf(calls[i].body, sizeof calls[i].body,
                  "{\"model\":\"q-model\",\"max_tokens\":%d,\"message\":\"%s\"%s%s%s}",
@@ -175,6 +179,12 @@ static void run_parallel(const char *token, const char *team, int n, int pass,
     assert_int_equal(refused, n - pass);
     assert_int_equal(plxt_llm_count(env.llm), pass);
     free(calls);
+}
+
+static void run_parallel(const char *token, const char *team, int n, int pass,
+                         const char *quota_id, long held_tokens)
+{
+    run_parallel_on(NULL, token, team, n, pass, quota_id, held_tokens);
 }
 
 /* a quota through the admin API; its id into id */
@@ -282,6 +292,26 @@ static void test_user_cost(void **state)
     check_settled(quota, who);
 }
 
+/* two instances on one database, the calls shared between them: the
+ * reservations are in PostgreSQL, so the quota holds as on one */
+static void test_two_instances(void **state)
+{
+    char quota[37], limits[64], who[128];
+    plxt_user_t twin;
+    plxt_server_t *other = ait_server_again(&env);
+    long per = call_tokens();
+
+    (void)state;
+    assert_non_null(other);
+    plxt_user_new(env.srv, env.db, &twin);
+    snprintf(limits, sizeof limits, "\"max_tokens\":%ld", 4 * per + per / 2);
+    quota_new("user", twin.id, "day", limits, quota);
+    run_parallel_on(other, twin.access, NULL, 16, 4, quota, 4 * per);
+    snprintf(who, sizeof who, "user_id = '%s'", twin.id);
+    check_settled(quota, who);
+    assert_int_equal(plxt_server_stop(other), 0);
+}
+
 /* a spent quota: the answer's shape, and nothing reaches the provider */
 static void test_spent(void **state)
 {
@@ -314,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_user_tokens),
         cmocka_unit_test(test_team_tokens),
         cmocka_unit_test(test_user_cost),
+        cmocka_unit_test(test_two_instances),
         cmocka_unit_test(test_spent),
     };
 
