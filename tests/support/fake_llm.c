@@ -1659,7 +1659,7 @@ static void record(plxt_llm_t *f, const call_t *k, const char *key)
     memset(&s, 0, sizeof s);
     snprintf(s.method, sizeof s.method, "%s", k->q->method);
     snprintf(s.path, sizeof s.path, "%.511s", k->q->target);
-    snprintf(s.api_key, sizeof s.api_key, "%s", key);
+    snprintf(s.api_key, sizeof s.api_key, "%.255s", key);
     snprintf(s.anthropic_version, sizeof s.anthropic_version, "%.31s", k->q->version);
     pthread_mutex_lock(&f->lock);
     f->count++;
