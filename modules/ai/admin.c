@@ -104,6 +104,34 @@ static const char *path_id(plx_request_t *r, const char *what)
     return NULL;
 }
 
+/* The row sql answers for the path's id ($1, and extra as $2 unless
+ * NULL): true with *res and *id; false when answered (404 for a bad id or
+ * no row) or with *st set when the database failed. */
+static bool id_row(plx_request_t *r, const char *what, const char *sql,
+                   const char *extra, const char **id, plx_db_res_t **res,
+                   plx_status_t *st)
+{
+    *st = PLX_OK;
+    if (!(*id = path_id(r, what)))
+        return false;
+    const char *params[] = { *id, extra };
+    if ((*st = plx_db_query(r, sql, extra ? 2 : 1, params, res)) != PLX_OK)
+        return false;
+    if (plx_db_rows(*res) > 0)
+        return true;
+    *st = plx_reply_problem(r, 404, "not_found", "no such %s", what);
+    return false;
+}
+
+/* 204 for a deleted row, audited with details (stolen) */
+static plx_status_t reply_deleted(plx_request_t *r, const char *action,
+                                  const char *type, const char *id, json_t *details)
+{
+    plx_audit(r, action, type, id, details);
+    json_decref(details);
+    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+}
+
 /* answer JSON text rendered by the database */
 static plx_status_t reply_text(plx_request_t *r, int status, const char *json)
 {
@@ -423,17 +451,12 @@ static plx_status_t model_create(plx_request_t *r, void *arg)
 
 static plx_status_t model_read(plx_request_t *r, void *arg)
 {
-    const char *id = path_id(r, "model");
+    const char *id;
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id, providers_json(r) };
-    if ((st = plx_db_query(r, model_read_sql, 2, params, &res)) != PLX_OK)
+    if (!id_row(r, "model", model_read_sql, providers_json(r), &id, &res, &st))
         return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such model");
     return reply_text(r, 200, plx_db_value(res, 0, 0));
 }
 
@@ -470,22 +493,15 @@ static plx_status_t model_update(plx_request_t *r, void *arg)
 
 static plx_status_t model_delete(plx_request_t *r, void *arg)
 {
-    const char *id = path_id(r, "model");
+    const char *id;
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id };
-    if ((st = plx_db_query(r, model_delete_sql, 1, params, &res)) != PLX_OK)
+    if (!id_row(r, "model", model_delete_sql, NULL, &id, &res, &st))
         return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such model");
-    json_t *det = json_pack("{s:s}", "name", plx_db_value(res, 0, 0));
     ai_model_cache_invalidate();
-    plx_audit(r, "ai.model_deleted", "ai_model", id, det);
-    json_decref(det);
-    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+    return reply_deleted(r, "ai.model_deleted", "ai_model", id,
+                         json_pack("{s:s}", "name", plx_db_value(res, 0, 0)));
 }
 
 /* ==== quotas ============================================================== */
@@ -660,17 +676,12 @@ static plx_status_t quota_create(plx_request_t *r, void *arg)
 
 static plx_status_t quota_read(plx_request_t *r, void *arg)
 {
-    const char *id = path_id(r, "quota");
+    const char *id;
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id };
-    if ((st = plx_db_query(r, quota_read_sql, 1, params, &res)) != PLX_OK)
+    if (!id_row(r, "quota", quota_read_sql, NULL, &id, &res, &st))
         return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such quota");
     return reply_text(r, 200, plx_db_value(res, 0, 0));
 }
 
@@ -704,24 +715,17 @@ static plx_status_t quota_update(plx_request_t *r, void *arg)
 
 static plx_status_t quota_delete(plx_request_t *r, void *arg)
 {
-    const char *id = path_id(r, "quota");
+    const char *id;
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!id)
-        return PLX_OK;
-    const char *params[] = { id };
-    if ((st = plx_db_query(r, quota_delete_sql, 1, params, &res)) != PLX_OK)
+    if (!id_row(r, "quota", quota_delete_sql, NULL, &id, &res, &st))
         return st;
-    if (plx_db_rows(res) == 0)
-        return plx_reply_problem(r, 404, "not_found", "no such quota");
-    json_t *det = json_pack("{s:s, s:s, s:s}", "subject_type",
-                            plx_db_value(res, 0, 0), "subject_id",
-                            plx_db_value(res, 0, 1), "period",
-                            plx_db_value(res, 0, 2));
-    plx_audit(r, "ai.quota_deleted", "ai_quota", id, det);
-    json_decref(det);
-    return plx_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
+    return reply_deleted(r, "ai.quota_deleted", "ai_quota", id,
+                         json_pack("{s:s, s:s, s:s}", "subject_type",
+                                   plx_db_value(res, 0, 0), "subject_id",
+                                   plx_db_value(res, 0, 1), "period",
+                                   plx_db_value(res, 0, 2)));
 }
 
 /* ?name= one of values (NULL-terminated) or a UUID (values NULL); false
