@@ -98,7 +98,7 @@ static const char *path_id(plx_request_t *r, const char *what)
 {
     const char *id = plx_request_param(r, "id");
 
-    if (store_uuid_valid(id))
+    if (ai_uuid_valid(id))
         return id;
     plx_reply_problem(r, 404, "not_found", "no such %s", what);
     return NULL;
@@ -585,7 +585,7 @@ static const char *quota_value(int i, json_t *v, quota_in_t *in)
             return "must be one of user, team";
         break;
     case Q_SUBJECT:
-        if (!store_uuid_valid(s))
+        if (!ai_uuid_valid(s))
             return "must be the UUID of a user or team";
         break;
     case Q_PERIOD:
@@ -738,7 +738,7 @@ static bool query_param(plx_request_t *r, const char *name,
     *out = NULL;
     if (!v)
         return true;
-    if (values ? field_index(values, v) >= 0 : store_uuid_valid(v)) {
+    if (values ? field_index(values, v) >= 0 : ai_uuid_valid(v)) {
         *out = v;
         return true;
     }

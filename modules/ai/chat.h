@@ -73,7 +73,6 @@ long ai_seconds_to_period_end(time_t now, bool month);
 /* A random (version 4) UUID, lower case, into out. false when the system
  * has no randomness to give. */
 bool ai_uuid_new(char out[37]);
-bool ai_uuid_valid(const char *s);
 
 /* A cursor is base64url (no padding) of "<tag>|<key>|<id>": tag names the
  * list and its order, key is the last row's sort key (microseconds since

@@ -192,8 +192,8 @@ bool ai_uuid_valid(const char *s)
 static const char b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static bool b64url_encode(const unsigned char *in, size_t len, char *out,
-                          size_t outlen)
+bool ai_b64url_encode(const unsigned char *in, size_t len, char *out,
+                      size_t outlen)
 {
     size_t o = 0;
 
@@ -213,8 +213,7 @@ static bool b64url_encode(const unsigned char *in, size_t len, char *out,
     return true;
 }
 
-/* decoded length, or -1 when in is not base64url or does not fit */
-static long b64url_decode(const char *in, unsigned char *out, size_t outlen)
+long ai_b64url_decode(const char *in, unsigned char *out, size_t outlen)
 {
     size_t len = strlen(in), o = 0;
     unsigned v = 0;
@@ -247,7 +246,7 @@ bool ai_cursor_encode(const char *tag, const char *key, const char *id,
 
     if (n < 0 || (size_t)n >= sizeof raw)
         return false;
-    return b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
+    return ai_b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
 }
 
 /* a decimal sort key of at most 18 digits, maybe negative: any
@@ -274,7 +273,7 @@ bool ai_cursor_decode(const char *cursor, const char *tag,
 
     if (!cursor || strlen(cursor) >= AI_CURSOR_MAX)
         return false;
-    n = b64url_decode(cursor, raw, sizeof raw - 1);
+    n = ai_b64url_decode(cursor, raw, sizeof raw - 1);
     if (n < 0 || memchr(raw, '\0', (size_t)n))
         return false;
     raw[n] = '\0';

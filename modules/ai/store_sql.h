@@ -47,22 +47,4 @@
     " LEFT JOIN ai.quota_counters c ON c.quota_id = q.id"                    \
     " AND c.period_start = " AI_SQL_PERIOD_START("q.period") " "
 
-/* s is a UUID in its 8-4-4-4-12 hex form */
-static inline bool store_uuid_valid(const char *s)
-{
-    int i;
-
-    if (!s)
-        return false;
-    for (i = 0; i < 36; i++) {
-        char ch = s[i];
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        bool hex = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')
-                   || (ch >= 'A' && ch <= 'F');
-        if (dash ? ch != '-' : !hex)
-            return false;
-    }
-    return s[36] == '\0';
-}
-
 #endif

@@ -49,7 +49,6 @@ char *ai_tpl_render(const char *text, json_t *values, size_t max,
 
 /* characters (code points) of a valid UTF-8 string */
 size_t ai_task_utf8_chars(const char *s);
-bool ai_task_uuid_valid(const char *s);
 
 /* s for an error detail: its first 24 bytes at most, cut on a character
  * boundary, quotes and control characters replaced by '?'. Returns out. */

@@ -30,20 +30,6 @@
 
 /* ==== pure helpers ========================================================= */
 
-bool ai_task_uuid_valid(const char *s)
-{
-    static const char hexdigits[] = "0123456789abcdefABCDEF";
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr(hexdigits, s[i]))
-            return false;
-    }
-    return true;
-}
-
 size_t ai_task_utf8_chars(const char *s)
 {
     size_t n = 0;
@@ -514,7 +500,7 @@ static plx_status_t fetch(plx_request_t *r, const char *id, json_t **row,
 
     *row = NULL;
     *role = PLX_ROLE_NONE;
-    if (!ai_task_uuid_valid(id) || !params[1])
+    if (!ai_uuid_valid(id) || !params[1])
         return PLX_ERR_NOT_FOUND;
     if ((st = plx_db_query(r, fetch_sql, 2, params, &res)) != PLX_OK)
         return st;
@@ -603,7 +589,7 @@ static plx_status_t tpl_create(plx_request_t *r, void *arg)
     if (!body)
         return PLX_OK;
     team = json_object_get(body, "team_id");
-    if (!json_is_string(team) || !ai_task_uuid_valid(json_string_value(team)))
+    if (!json_is_string(team) || !ai_uuid_valid(json_string_value(team)))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"team_id\" must be the UUID of one of your teams");
     if ((st = plx_team_role(r, json_string_value(team), &role)) != PLX_OK)
@@ -633,55 +619,30 @@ static plx_status_t tpl_create(plx_request_t *r, void *arg)
     return st;
 }
 
-/* base64url without padding, for the list cursor (the last name) */
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/* the list cursor: the last name, base64url */
 static char *cursor_encode(plx_request_t *r, const char *name)
 {
-    size_t len = strlen(name), o = 0;
-    char *out = plx_palloc(r, (len * 4 + 2) / 3 + 1);
+    size_t len = strlen(name), cap = (len * 4 + 2) / 3 + 1;
+    char *out = plx_palloc(r, cap);
 
-    for (size_t i = 0; out && i < len; i += 3) {
-        unsigned v = (unsigned)(unsigned char)name[i] << 16;
-        size_t n = len - i < 3 ? len - i : 3;
-        if (n > 1)
-            v |= (unsigned)(unsigned char)name[i + 1] << 8;
-        if (n > 2)
-            v |= (unsigned char)name[i + 2];
-        for (size_t k = 0; k <= n; k++)
-            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
-    }
-    if (out)
-        out[o] = '\0';
+    if (!out || !ai_b64url_encode((const unsigned char *)name, len, out, cap))
+        return NULL;
     return out;
 }
 
 /* the decoded cursor (r's pool), NULL when it is not one */
 static char *cursor_decode(plx_request_t *r, const char *in)
 {
-    size_t len = strlen(in), o = 0;
-    unsigned v = 0;
-    int bits = 0;
+    size_t len = strlen(in);
     char *out;
+    long n;
 
-    if (len == 0 || len > 1024 || len % 4 == 1 || !(out = plx_palloc(r, len)))
+    if (len == 0 || len > 1024 || !(out = plx_palloc(r, len)))
         return NULL;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = strchr(b64url, in[i]);
-        if (!p)
-            return NULL;
-        v = (v << 6) | (unsigned)(p - b64url);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)(v >> bits);
-        }
-        v &= (1u << bits) - 1;
-    }
-    out[o] = '\0';
-    if (v != 0 || strlen(out) != o)
+    n = ai_b64url_decode(in, (unsigned char *)out, len - 1);
+    if (n < 0 || memchr(out, '\0', (size_t)n))
         return NULL;
+    out[n] = '\0';
     return out;
 }
 
@@ -696,7 +657,7 @@ static plx_status_t tpl_list(plx_request_t *r, void *arg)
     long limit = AI_TPL_LIST_DEFAULT;
     char limit1[16], *end;
 
-    if (!team || !ai_task_uuid_valid(team))
+    if (!team || !ai_uuid_valid(team))
         return plx_reply_problem(r, 400, "invalid_query",
                                  "query parameter \"team_id\" must be the UUID of "
                                  "one of your teams");
