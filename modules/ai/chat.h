@@ -51,8 +51,9 @@ bool ai_utf8_valid(const char *s, size_t len);
 /* Pieces of a streamed reply re-cut on character boundaries: feed each
  * piece as it comes; emit gets whole characters only (a character split
  * between pieces is held until its last byte arrives; bytes that cannot
- * continue it are dropped with it, so what emit gets is valid UTF-8 when
- * the pieces are, split anywhere). false when emit returned false. */
+ * continue it are dropped with it; any other invalid byte becomes U+FFFD,
+ * so what emit gets is always valid UTF-8). false when emit returned
+ * false. */
 typedef struct ai_utf8_joiner {
     char   hold[4];
     size_t n;

@@ -9,8 +9,10 @@
 #include "config.h"
 
 #include "chat.h"
+#include "oai.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -89,6 +91,26 @@ bool ai_utf8_valid(const char *s, size_t len)
     return true;
 }
 
+/* emit text as it is when it is valid UTF-8; otherwise with every byte
+ * that cannot be part of a character as U+FFFD (oai.c's rule), so no
+ * consumer ever sees invalid UTF-8 from a provider */
+static bool emit_valid(const char *text, size_t len,
+                       bool (*emit)(void *ud, const char *text, size_t len), void *ud)
+{
+    ai_utf8_carry_t carry = { .n = 0 };
+    size_t n = 0;
+    char *clean;
+    bool ok;
+
+    if (ai_utf8_valid(text, len))
+        return emit(ud, text, len);
+    if (!(clean = ai_utf8_piece(&carry, text, len, true, &n)))
+        return false;
+    ok = emit(ud, clean, n);
+    free(clean);
+    return ok;
+}
+
 bool ai_utf8_feed(ai_utf8_joiner_t *j, const char *text, size_t len,
                   bool (*emit)(void *ud, const char *text, size_t len), void *ud)
 {
@@ -108,7 +130,7 @@ bool ai_utf8_feed(ai_utf8_joiner_t *j, const char *text, size_t len,
             return false;
     }
     keep = ai_utf8_incomplete_tail(text, len);
-    if (len > keep && !emit(ud, text, len - keep))
+    if (len > keep && !emit_valid(text, len - keep, emit, ud))
         return false;
     memcpy(j->hold, text + len - keep, keep);
     j->n = keep;

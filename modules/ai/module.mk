@@ -91,7 +91,7 @@ modules_ai_tests_test_ai_upstream_LDADD = $(itest_libs) $(CMOCKA_LIBS) \
 check_PROGRAMS += modules/ai/tests/test_ai_store
 TESTS += modules/ai/tests/test_ai_store
 modules_ai_tests_test_ai_store_SOURCES = modules/ai/tests/test_ai_store.c \
-	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c $(CORE_SOURCES)
+	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c modules/ai/oai.c $(CORE_SOURCES)
 modules_ai_tests_test_ai_store_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/modules/ai -I$(top_srcdir)/tests/support
 modules_ai_tests_test_ai_store_CFLAGS = $(test_cflags)
@@ -113,7 +113,7 @@ modules_ai_tests_test_ai_admin_LDADD = $(itest_libs) -lm
 check_PROGRAMS += modules/ai/tests/test_ai_chat_unit
 TESTS += modules/ai/tests/test_ai_chat_unit
 modules_ai_tests_test_ai_chat_unit_SOURCES = \
-	modules/ai/tests/test_ai_chat_unit.c modules/ai/chat_util.c
+	modules/ai/tests/test_ai_chat_unit.c modules/ai/chat_util.c modules/ai/oai.c
 modules_ai_tests_test_ai_chat_unit_CPPFLAGS = $(ai_test_cppflags)
 modules_ai_tests_test_ai_chat_unit_CFLAGS = $(module_cflags) $(CMOCKA_CFLAGS)
 modules_ai_tests_test_ai_chat_unit_LDADD = $(CMOCKA_LIBS) $(JANSSON_LIBS)
@@ -160,7 +160,7 @@ check_PROGRAMS += modules/ai/tests/test_ai_templates
 TESTS += modules/ai/tests/test_ai_templates
 modules_ai_tests_test_ai_templates_SOURCES = modules/ai/tests/test_ai_templates.c \
 	modules/ai/templates.c modules/ai/tasks.h modules/ai/schema.cc modules/ai/schema.h \
-	modules/ai/chat_util.c
+	modules/ai/chat_util.c modules/ai/oai.c
 modules_ai_tests_test_ai_templates_CPPFLAGS = $(ai_test_cppflags)
 modules_ai_tests_test_ai_templates_CFLAGS = $(module_cflags) $(CMOCKA_CFLAGS)
 modules_ai_tests_test_ai_templates_CXXFLAGS = $(ai_task_cxxflags)

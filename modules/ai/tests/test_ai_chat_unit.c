@@ -113,6 +113,19 @@ static void test_utf8_feed(void **state)
     assert_false(ai_utf8_feed(&l, "\xA9z", 2, collect, &u));
 }
 
+/* a byte no character can hold reaches the consumer as U+FFFD */
+static void test_utf8_feed_replaces_invalid(void **state)
+{
+    ai_utf8_joiner_t j = { .n = 0 };
+    sink_t s = { .len = 0 };
+
+    (void)state;
+    assert_true(ai_utf8_feed(&j, "a\xFF" "b\xC0\xAF" "c", 6, collect, &s));
+    assert_true(ai_utf8_valid(s.out, s.len));
+    assert_int_equal(s.len, 3 + 3 * 3);
+    assert_memory_equal(s.out, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD" "c", s.len);
+}
+
 static void test_backoff(void **state)
 {
     (void)state;
@@ -225,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_utf8_tail),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_feed),
+        cmocka_unit_test(test_utf8_feed_replaces_invalid),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_period_end),
         cmocka_unit_test(test_uuid),
