@@ -11,8 +11,10 @@
  * module must then be rebuilt and the core refuses the old ones. PLX_ABI_MINOR
  * changes when entries are appended to plx_api_t or fields to a struct that
  * starts with its size. A module built for minor N runs on a core of minor
- * >= N; one built for a newer minor is refused, unless it only uses newer
- * entries after testing them with PLX_API_HAS().
+ * >= N. A core refuses a module whose abi_minor_required (1.4; when zero,
+ * its abi_minor) is newer than its own minor: a module that wants to run
+ * on older cores sets abi_minor_required to the oldest it supports and
+ * tests every newer entry with PLX_API_HAS() before calling it.
  *
  * Change log (append only):
  *   1.0  first release
@@ -20,6 +22,13 @@
  *        audit, core_stats
  *   1.2  module_at (plx_module_view_t)
  *   1.3  sse_comment, error_format_add (plx_error_format_fn)
+ *   1.4  encodings (base64, hex, UUID, UTF-8), request input (body object,
+ *        field readers, pages and cursors), db_tx, db_listen, db_notify,
+ *        routes_add, rate_class_add, the outbound HTTP client, secret
+ *        seal and unseal, mem_free, request_multipart, event_emit_tx,
+ *        event_subscribe_durable, job_lease_renew, job_recurring_add;
+ *        plx_job_opts_t.conn and .unique_key;
+ *        plx_module_info_t.abi_minor_required
  *
  * JSON values are jansson's json_t: modules link jansson themselves
  * (pkg-config plexus pulls it in), and the process has exactly one copy.
@@ -44,7 +53,7 @@ extern "C" {
 #endif
 
 #define PLX_ABI_MAJOR 1
-#define PLX_ABI_MINOR 3
+#define PLX_ABI_MINOR 4
 
 /* "PLX1": is this a Plexus module at all */
 #define PLX_MODULE_MAGIC 0x504c5831u
@@ -204,6 +213,13 @@ typedef struct plx_job_opts {
     uint32_t size;           /* sizeof(plx_job_opts_t) */
     int      delay_seconds;  /* run no earlier than now + delay */
     int      max_attempts;   /* 0: the server's default */
+    /* 1.4: enqueue inside the transaction on conn (from plx_db_tx): the
+     * job exists only if it commits. NULL: a statement of its own. */
+    plx_db_conn_t *conn;
+    /* 1.4: at most one job with this key per handler, ever: a second
+     * enqueue with the same key is PLX_ERR_CONFLICT and adds nothing, and
+     * id_out then holds the first one's id. At most 200 bytes. */
+    const char    *unique_key;
 } plx_job_opts_t;
 
 /* ------------------------------------------------------------------------
@@ -267,6 +283,135 @@ typedef struct plx_module_view {
     uint16_t    abi_major;     /* the ABI the module was built against */
     uint16_t    abi_minor;
 } plx_module_view_t;
+
+/* ========================================================================
+ * ABI 1.4 types. Every struct handed across starts with its size.
+ */
+
+/* Encodings (1.4). PLX_B64_STD is RFC 4648 section 4 with padding;
+ * PLX_B64_URL is section 5 without padding. Decoding is strict: no
+ * whitespace, no characters outside the alphabet, no stray bits. */
+typedef enum plx_b64 {
+    PLX_B64_STD = 0,
+    PLX_B64_URL = 1
+} plx_b64_t;
+/* room for the encoding of n bytes, with its NUL */
+#define PLX_B64_LEN(n) ((((size_t)(n) + 2) / 3) * 4 + 1)
+#define PLX_HEX_LEN(n) ((size_t)(n) * 2 + 1)
+
+/* Request input (1.4): flags of the field readers */
+#define PLX_FIELD_OPTIONAL 0u
+#define PLX_FIELD_REQUIRED 1u   /* absent: 400 naming the field */
+#define PLX_FIELD_NULLABLE 2u   /* JSON null allowed: PLX_OK with *out NULL
+                                 * (pointer outputs only) */
+
+/* Pagination (1.4). A cursor is opaque to clients: base64url of the list's
+ * tag, the sort key of the last row and its id. The key's kind is checked
+ * when the cursor is read, so what reaches SQL always casts. */
+typedef enum plx_key_kind {
+    PLX_KEY_TIME = 0,   /* RFC 3339 date-time, years 0001 to 9999 */
+    PLX_KEY_INT,        /* a signed 64-bit decimal integer */
+    PLX_KEY_TEXT,       /* valid UTF-8, at most 256 bytes, no NUL */
+    PLX_KEY_NONE        /* the id alone orders the list */
+} plx_key_kind_t;
+
+typedef struct plx_page {
+    uint32_t    size;      /* set by the caller: sizeof(plx_page_t) */
+    int         limit;     /* 1 .. max_limit */
+    const char *key;       /* the last row's sort key; NULL on the first page */
+    const char *id;        /* the last row's id (a UUID); NULL on the first page */
+} plx_page_t;
+
+/* Database transactions (1.4). fn runs between BEGIN and COMMIT on c; it
+ * may run more than once (see db_tx), so it must not have effects outside
+ * the database before it returns. */
+typedef plx_status_t (*plx_tx_fn)(plx_db_conn_t *c, void *arg);
+
+typedef enum plx_isolation {
+    PLX_TX_READ_COMMITTED = 0,
+    PLX_TX_REPEATABLE_READ,
+    PLX_TX_SERIALIZABLE
+} plx_isolation_t;
+
+/* LISTEN/NOTIFY (1.4). payload is NULL after the core's listening
+ * connection was lost and re-made: notifications may have been missed,
+ * catch up from the tables. Runs on the core's listener thread: no
+ * blocking beyond a quick handoff. channel and payload are borrowed for
+ * the call. */
+typedef void (*plx_notify_fn)(const char *channel, const char *payload,
+                              void *arg);
+
+/* The SQL expression rendering a timestamptz column as RFC 3339 UTC with
+ * milliseconds: "2026-12-08T00:50:35.123Z". col is a SQL expression. */
+#define PLX_SQL_RFC3339(col) \
+    "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* Routes (1.4): one row of a module's route table, registered whole with
+ * plx_routes_add(). auth and scope mean what plx_route_opts_t says. */
+typedef struct plx_route_def {
+    const char    *method;      /* "GET", "POST", ...; "WS" is not allowed here */
+    const char    *pattern;     /* "/api/v1/things/{id}" */
+    plx_handler_fn fn;
+    plx_auth_t     auth;
+    const char    *scope;       /* API-key scope the route needs, or NULL */
+    const char    *rate_class;  /* NULL: "default" */
+    const char    *summary;     /* OpenAPI summary */
+    const char    *tag;         /* OpenAPI tag; NULL: the module's name */
+} plx_route_def_t;
+
+/* Outbound HTTP (1.4). Options; zero means the default given. */
+typedef struct plx_http_opts {
+    uint32_t    size;                  /* sizeof(plx_http_opts_t) */
+    long        connect_timeout_ms;    /* 0: 5,000 */
+    long        first_byte_timeout_ms; /* 0: 30,000; from the request sent
+                                        * to the first byte of the answer */
+    long        total_timeout_ms;      /* 0: 60,000 */
+    size_t      max_response;          /* 0: 1 MiB; larger: PLX_ERR_TOO_LARGE */
+    int         max_redirects;         /* 0: a 3xx is returned as it is */
+    /* polled at least every 100 ms; nonzero abandons the call with
+     * PLX_ERR_GONE */
+    int        (*cancelled)(void *arg);
+    void       *cancel_arg;
+    /* streaming: when set, body bytes go here as they arrive instead of
+     * into the response (max_response still bounds the total). Return
+     * nonzero to stop the transfer (PLX_ERR_GONE). */
+    int        (*on_data)(const char *data, size_t len, void *arg);
+    void       *data_arg;
+} plx_http_opts_t;
+
+typedef struct plx_http_resp plx_http_resp_t;   /* opaque, owned by the caller */
+
+/* multipart/form-data (1.4), RFC 7578. The callbacks see each part as it
+ * streams in; nothing is held whole in memory. */
+typedef struct plx_part {
+    uint32_t    size;
+    const char *name;          /* the form field name */
+    const char *filename;      /* NULL for a plain field */
+    const char *content_type;  /* "text/plain" when the part gave none */
+} plx_part_t;
+
+typedef struct plx_multipart {
+    uint32_t size;             /* sizeof(plx_multipart_t) */
+    size_t   max_parts;        /* 0: 16 */
+    size_t   max_part_bytes;   /* 0: 10 MiB */
+    size_t   max_total_bytes;  /* 0: 32 MiB; the whole body */
+    size_t   max_header_bytes; /* 0: 8 KiB; one part's header block */
+    /* a part begins: PLX_OK reads it, PLX_DECLINED skips its content,
+     * anything else stops with that status. part is borrowed. */
+    plx_status_t (*part_begin)(const plx_part_t *part, void *arg);
+    /* a piece of the current part's content, borrowed for the call */
+    plx_status_t (*part_data)(const char *data, size_t len, void *arg);
+    /* the current part is complete */
+    plx_status_t (*part_end)(void *arg);
+} plx_multipart_t;
+
+/* Durable event subscriptions (1.4): each event whose topic matches is
+ * enqueued, once per subscription, as a job for handler (registered with
+ * plx_job_handler_add). Its payload: {"id": event id, "topic", "payload",
+ * "emitted_at"}. */
+
+/* Recurring jobs (1.4): fn runs every every_seconds, on one instance at a
+ * time across all instances on the database. */
 
 /* ------------------------------------------------------------------------
  * The API table. First field: its size in the running core. Entries are only
@@ -431,6 +576,184 @@ struct plx_api {
      * init; one module per prefix */
     plx_status_t (*error_format_add)(plx_module_t *m, const char *path_prefix,
                                      plx_error_format_fn fn, void *arg);
+    /* ABI 1.4 -------------------------------------------------------- */
+    /* Everything below is pure or thread-safe: any thread, any time after
+     * init unless it says "init only". */
+
+    /* encodings. Encoders write a NUL-terminated string into out and
+     * return its length, or (size_t)-1 when cap is too small (out is then
+     * ""). Decoders return PLX_ERR_INVALID for malformed input and
+     * PLX_ERR_TOO_LARGE when cap is too small; *out_len is the byte count. */
+    size_t (*base64_encode)(plx_b64_t variant, const void *in, size_t len,
+                            char *out, size_t cap);
+    plx_status_t (*base64_decode)(plx_b64_t variant, const char *in,
+                                  size_t len, void *out, size_t cap,
+                                  size_t *out_len);
+    size_t (*hex_encode)(const void *in, size_t len, char *out, size_t cap);
+    plx_status_t (*hex_decode)(const char *in, size_t len, void *out,
+                               size_t cap, size_t *out_len);
+    /* 1 for the canonical form 8-4-4-4-12 (hex digits, either case) */
+    int (*uuid_valid)(const char *s);
+    plx_status_t (*uuid_parse)(const char *s, uint8_t out[16]);
+    void (*uuid_format)(const uint8_t in[16], char out[37]);
+    /* a new random UUID: version 4, or 7 (RFC 9562: time-ordered);
+     * PLX_ERR_INTERNAL when the kernel gives no randomness */
+    plx_status_t (*uuid_new)(int version, char out[37]);
+    /* valid UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+     * above U+10FFFF) with no NUL byte */
+    int (*utf8_valid)(const char *s, size_t len);
+    /* copy in to out, each invalid sequence (and NUL) replaced by U+FFFD,
+     * cut at a character boundary to fit cap; returns the length written */
+    size_t (*utf8_repair)(const char *in, size_t len, char *out, size_t cap);
+    /* characters in valid UTF-8; -1 when s is not valid */
+    long (*utf8_chars)(const char *s, size_t len);
+
+    /* request input. request_body_object reads the body as one JSON object
+     * within the server's bounds on size, depth and element count; on
+     * failure it has answered 400 invalid_body or 413 and returns the
+     * status. *out is borrowed, released when the request ends. */
+    plx_status_t (*request_body_object)(plx_request_t *r, json_t **out);
+    /* Field readers over an object (usually the body). PLX_OK with *out
+     * set; PLX_DECLINED when the field is absent and optional (*out left
+     * as it was); otherwise the reader has answered 400 invalid_body with
+     * a detail naming the field and returns PLX_ERR_INVALID. Strings are
+     * borrowed from obj. Lengths count characters. */
+    plx_status_t (*field_string)(plx_request_t *r, json_t *obj,
+                                 const char *name, unsigned flags,
+                                 size_t min_chars, size_t max_chars,
+                                 const char **out);
+    plx_status_t (*field_uuid)(plx_request_t *r, json_t *obj,
+                               const char *name, unsigned flags,
+                               const char **out);
+    plx_status_t (*field_int)(plx_request_t *r, json_t *obj,
+                              const char *name, unsigned flags,
+                              long long min, long long max, long long *out);
+    plx_status_t (*field_bool)(plx_request_t *r, json_t *obj,
+                               const char *name, unsigned flags, int *out);
+    /* values: NULL-terminated; *out is the index of the match */
+    plx_status_t (*field_enum)(plx_request_t *r, json_t *obj,
+                               const char *name, unsigned flags,
+                               const char *const *values, int *out);
+    /* an RFC 3339 date-time; *out borrowed from obj */
+    plx_status_t (*field_time)(plx_request_t *r, json_t *obj,
+                               const char *name, unsigned flags,
+                               const char **out);
+    /* Query parameters "limit" (default_limit when absent, 1..max_limit)
+     * and "cursor" (made by page_cursor with the same tag and kind). Bad
+     * input of either: 400 invalid_limit or invalid_cursor answered and
+     * PLX_ERR_INVALID returned. out->size set by the caller; the strings
+     * are borrowed for the request. */
+    plx_status_t (*page_read)(plx_request_t *r, const char *tag,
+                              plx_key_kind_t kind, int default_limit,
+                              int max_limit, plx_page_t *out);
+    /* the cursor after the row (key, id), in the request's arena; NULL
+     * when key does not fit its kind */
+    const char *(*page_cursor)(plx_request_t *r, const char *tag,
+                               plx_key_kind_t kind, const char *key,
+                               const char *id);
+
+    /* database. db_tx acquires a connection (r: released with the request
+     * if not before; NULL: now), runs BEGIN at the isolation level, fn,
+     * COMMIT. fn returning anything but PLX_OK rolls back and that status
+     * is returned. A serialization failure or deadlock (SQLSTATE 40001,
+     * 40P01) anywhere, COMMIT included, rolls back and runs fn again, up
+     * to 5 times with a short random pause, then PLX_AGAIN. A COMMIT that
+     * fails otherwise: the work is rolled back and PLX_ERR_DB (or the
+     * statement's status) returned; if the connection broke during
+     * COMMIT the outcome is unknown, the connection is discarded and
+     * PLX_ERR_DB is returned, so work that must not happen twice is keyed
+     * (unique_key, ON CONFLICT). db_exec on c returns PLX_AGAIN for
+     * 40001/40P01. */
+    plx_status_t (*db_tx)(plx_request_t *r, plx_isolation_t iso,
+                          plx_tx_fn fn, void *arg);
+    /* LISTEN on channel ([a-z0-9_.], at most 63 bytes) for the process
+     * lifetime; init only */
+    plx_status_t (*db_listen)(plx_module_t *m, const char *channel,
+                              plx_notify_fn fn, void *arg);
+    /* NOTIFY; with c inside db_tx it is sent at COMMIT (and not at all on
+     * rollback), with c NULL at once. payload at most 7,900 bytes. */
+    plx_status_t (*db_notify)(plx_db_conn_t *c, const char *channel,
+                              const char *payload);
+
+    /* routes: a whole table; every row is checked and registered, and a
+     * failure names the row. elem_size is sizeof(plx_route_def_t) at build
+     * time (the wrapper passes it). init only. */
+    plx_status_t (*routes_add)(plx_module_t *m, const plx_route_def_t *defs,
+                               size_t n, size_t elem_size, void *arg);
+    /* a rate-limit class for the module's routes: default_spec "N/Ws"
+     * (requests per window), overridden by [ratelimit] <name> in
+     * plexus.conf. init only; a name registered twice is an error. */
+    plx_status_t (*rate_class_add)(plx_module_t *m, const char *name,
+                                   const char *default_spec);
+
+    /* outbound HTTP through the core's client. http and https only; the
+     * address actually connected to (after name resolution, for every
+     * connection and redirect) must not be loopback, private, link-local,
+     * unique-local, multicast or otherwise special unless [http_client]
+     * allow lists it: PLX_ERR_FORBIDDEN, logged. headers: NULL-terminated
+     * "Name: value" lines, or NULL. On PLX_OK (any HTTP status) *out is the
+     * response, freed with http_resp_free. Errors: PLX_ERR_TIMEOUT,
+     * PLX_ERR_UPSTREAM (connection failed or refused),
+     * PLX_ERR_TOO_LARGE, PLX_ERR_GONE (cancelled), PLX_ERR_INVALID (bad
+     * URL or scheme). Blocks the calling thread up to total_timeout_ms. */
+    plx_status_t (*http_request)(plx_module_t *m, const char *method,
+                                 const char *url, const char *const *headers,
+                                 const void *body, size_t len,
+                                 const plx_http_opts_t *opts,
+                                 plx_http_resp_t **out);
+    int (*http_resp_status)(const plx_http_resp_t *resp);
+    /* the body, NUL-terminated (empty when streamed through on_data);
+     * borrowed from resp */
+    const char *(*http_resp_body)(const plx_http_resp_t *resp, size_t *len);
+    /* the last value of a header, case-insensitive; borrowed from resp */
+    const char *(*http_resp_header)(const plx_http_resp_t *resp,
+                                    const char *name);
+    void (*http_resp_free)(plx_http_resp_t *resp);
+
+    /* secrets at rest: AES-256-GCM under the server's sealing keys
+     * ([auth] mfa_key and mfa_old_keys), bound to the module's name and
+     * context (e.g. the row's id) so a sealed value cannot be moved to
+     * another row. seal: *out is a new string (free with plx_free).
+     * unseal: *plain is a new buffer of *len bytes plus a NUL (free with
+     * plx_free); *stale (if not NULL) is 1 when it was sealed under an
+     * old key and should be sealed again. PLX_ERR_INVALID when it does not
+     * open (wrong context, altered, unknown key). */
+    plx_status_t (*secret_seal)(plx_module_t *m, const char *context,
+                                const void *plain, size_t len, char **out);
+    plx_status_t (*secret_unseal)(plx_module_t *m, const char *context,
+                                  const char *sealed, void **plain,
+                                  size_t *len, int *stale);
+    /* frees what the core handed out as "free with plx_free" */
+    void (*mem_free)(void *p);
+
+    /* multipart/form-data: reads the request body as it arrives and calls
+     * spec's callbacks; the body must not have been read before. Bad
+     * framing: 400 invalid_multipart answered; a bound crossed: 413
+     * answered; a callback's error status is returned unanswered. */
+    plx_status_t (*request_multipart)(plx_request_t *r,
+                                      const plx_multipart_t *spec, void *arg);
+
+    /* durable events. event_emit_tx publishes when the transaction on c
+     * (from plx_db_tx) commits: in-process subscribers then, durable
+     * subscriptions as jobs inserted in the same transaction. payload is
+     * borrowed. event_subscribe_durable: init only; topic as for
+     * event_subscribe (a trailing ".*" matches a prefix). plx_event_emit
+     * outside a transaction also enqueues the durable subscriptions. */
+    plx_status_t (*event_emit_tx)(plx_db_conn_t *c, const char *topic,
+                                  json_t *payload);
+    plx_status_t (*event_subscribe_durable)(plx_module_t *m,
+                                            const char *topic,
+                                            const char *handler);
+
+    /* jobs. job_lease_renew extends the running job's lease by seconds
+     * (a handler that works longer than [jobs] lease calls it);
+     * PLX_ERR_GONE when the lease was lost to another instance: stop.
+     * job_recurring_add: init only; see plx_job_fn. */
+    plx_status_t (*job_lease_renew)(plx_job_t *job, int seconds);
+    plx_status_t (*job_recurring_add)(plx_module_t *m, const char *name,
+                                      int every_seconds, plx_job_fn fn,
+                                      void *arg);
+
     /* append new entries here and bump PLX_ABI_MINOR */
 };
 
@@ -458,6 +781,10 @@ typedef struct plx_module_info {
     /* stop (optional): in reverse order at shutdown, for every module whose
      * init ran, even if its init or start failed */
     void             (*stop)(plx_module_t *m);
+    /* 1.4: the oldest core minor the module runs on (0: abi_minor). A
+     * module built against a newer header that tests PLX_API_HAS before
+     * each newer entry sets it lower and is loaded by older cores. */
+    uint16_t           abi_minor_required;
 } plx_module_info_t;
 
 typedef const plx_module_info_t *(*plx_module_info_fn)(void);
@@ -697,7 +1024,7 @@ static inline void plx_audit(plx_request_t *r, const char *action,
 static inline void plx_core_stats(plx_core_stats_t *out)
 { plx_api->core_stats(out); }
 
-/* 1.2 */
+/* 1.3 */
 static inline plx_status_t plx_sse_comment(plx_sse_t *s, const char *text)
 { return plx_api->sse_comment(s, text); }
 static inline PLX_WUR plx_status_t
@@ -705,8 +1032,143 @@ plx_error_format_add(plx_module_t *m, const char *prefix,
                      plx_error_format_fn fn, void *arg)
 { return plx_api->error_format_add(m, prefix, fn, arg); }
 
+/* 1.2 */
 static inline plx_status_t plx_module_at(size_t i, plx_module_view_t *out)
 { return plx_api->module_at(i, out); }
+
+/* 1.4: encodings */
+static inline size_t plx_base64_encode(plx_b64_t v, const void *in, size_t len,
+                                       char *out, size_t cap)
+{ return plx_api->base64_encode(v, in, len, out, cap); }
+static inline PLX_WUR plx_status_t
+plx_base64_decode(plx_b64_t v, const char *in, size_t len, void *out,
+                  size_t cap, size_t *out_len)
+{ return plx_api->base64_decode(v, in, len, out, cap, out_len); }
+static inline size_t plx_hex_encode(const void *in, size_t len, char *out,
+                                    size_t cap)
+{ return plx_api->hex_encode(in, len, out, cap); }
+static inline PLX_WUR plx_status_t
+plx_hex_decode(const char *in, size_t len, void *out, size_t cap,
+               size_t *out_len)
+{ return plx_api->hex_decode(in, len, out, cap, out_len); }
+static inline int plx_uuid_valid(const char *s)
+{ return plx_api->uuid_valid(s); }
+static inline PLX_WUR plx_status_t plx_uuid_parse(const char *s, uint8_t out[16])
+{ return plx_api->uuid_parse(s, out); }
+static inline void plx_uuid_format(const uint8_t in[16], char out[37])
+{ plx_api->uuid_format(in, out); }
+static inline PLX_WUR plx_status_t plx_uuid_new(int version, char out[37])
+{ return plx_api->uuid_new(version, out); }
+static inline int plx_utf8_valid(const char *s, size_t len)
+{ return plx_api->utf8_valid(s, len); }
+static inline size_t plx_utf8_repair(const char *in, size_t len, char *out,
+                                     size_t cap)
+{ return plx_api->utf8_repair(in, len, out, cap); }
+static inline long plx_utf8_chars(const char *s, size_t len)
+{ return plx_api->utf8_chars(s, len); }
+
+/* 1.4: request input */
+static inline PLX_WUR plx_status_t
+plx_request_body_object(plx_request_t *r, json_t **out)
+{ return plx_api->request_body_object(r, out); }
+static inline plx_status_t
+plx_field_string(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+                 size_t min_chars, size_t max_chars, const char **out)
+{ return plx_api->field_string(r, o, name, fl, min_chars, max_chars, out); }
+static inline plx_status_t
+plx_field_uuid(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+               const char **out)
+{ return plx_api->field_uuid(r, o, name, fl, out); }
+static inline plx_status_t
+plx_field_int(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+              long long min, long long max, long long *out)
+{ return plx_api->field_int(r, o, name, fl, min, max, out); }
+static inline plx_status_t
+plx_field_bool(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+               int *out)
+{ return plx_api->field_bool(r, o, name, fl, out); }
+static inline plx_status_t
+plx_field_enum(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+               const char *const *values, int *out)
+{ return plx_api->field_enum(r, o, name, fl, values, out); }
+static inline plx_status_t
+plx_field_time(plx_request_t *r, json_t *o, const char *name, unsigned fl,
+               const char **out)
+{ return plx_api->field_time(r, o, name, fl, out); }
+static inline PLX_WUR plx_status_t
+plx_page_read(plx_request_t *r, const char *tag, plx_key_kind_t kind,
+              int default_limit, int max_limit, plx_page_t *out)
+{ return plx_api->page_read(r, tag, kind, default_limit, max_limit, out); }
+static inline const char *
+plx_page_cursor(plx_request_t *r, const char *tag, plx_key_kind_t kind,
+                const char *key, const char *id)
+{ return plx_api->page_cursor(r, tag, kind, key, id); }
+
+/* 1.4: database */
+static inline PLX_WUR plx_status_t
+plx_db_tx(plx_request_t *r, plx_isolation_t iso, plx_tx_fn fn, void *arg)
+{ return plx_api->db_tx(r, iso, fn, arg); }
+static inline PLX_WUR plx_status_t
+plx_db_listen(plx_module_t *m, const char *channel, plx_notify_fn fn, void *arg)
+{ return plx_api->db_listen(m, channel, fn, arg); }
+static inline plx_status_t
+plx_db_notify(plx_db_conn_t *c, const char *channel, const char *payload)
+{ return plx_api->db_notify(c, channel, payload); }
+
+/* 1.4: routes and rate classes */
+#define plx_routes_add(m, table, arg)                                        \
+    plx_api->routes_add((m), (table), sizeof(table) / sizeof((table)[0]),   \
+                        sizeof((table)[0]), (arg))
+static inline PLX_WUR plx_status_t
+plx_rate_class_add(plx_module_t *m, const char *name, const char *spec)
+{ return plx_api->rate_class_add(m, name, spec); }
+
+/* 1.4: outbound HTTP */
+static inline PLX_WUR plx_status_t
+plx_http_request(plx_module_t *m, const char *method, const char *url,
+                 const char *const *headers, const void *body, size_t len,
+                 const plx_http_opts_t *opts, plx_http_resp_t **out)
+{ return plx_api->http_request(m, method, url, headers, body, len, opts, out); }
+static inline int plx_http_resp_status(const plx_http_resp_t *resp)
+{ return plx_api->http_resp_status(resp); }
+static inline const char *plx_http_resp_body(const plx_http_resp_t *resp,
+                                             size_t *len)
+{ return plx_api->http_resp_body(resp, len); }
+static inline const char *plx_http_resp_header(const plx_http_resp_t *resp,
+                                               const char *name)
+{ return plx_api->http_resp_header(resp, name); }
+static inline void plx_http_resp_free(plx_http_resp_t *resp)
+{ plx_api->http_resp_free(resp); }
+
+/* 1.4: secrets, memory, uploads */
+static inline PLX_WUR plx_status_t
+plx_secret_seal(plx_module_t *m, const char *context, const void *plain,
+                size_t len, char **out)
+{ return plx_api->secret_seal(m, context, plain, len, out); }
+static inline PLX_WUR plx_status_t
+plx_secret_unseal(plx_module_t *m, const char *context, const char *sealed,
+                  void **plain, size_t *len, int *stale)
+{ return plx_api->secret_unseal(m, context, sealed, plain, len, stale); }
+static inline void plx_free(void *p)
+{ plx_api->mem_free(p); }
+static inline PLX_WUR plx_status_t
+plx_request_multipart(plx_request_t *r, const plx_multipart_t *spec, void *arg)
+{ return plx_api->request_multipart(r, spec, arg); }
+
+/* 1.4: durable events and jobs */
+static inline PLX_WUR plx_status_t
+plx_event_emit_tx(plx_db_conn_t *c, const char *topic, json_t *payload)
+{ return plx_api->event_emit_tx(c, topic, payload); }
+static inline PLX_WUR plx_status_t
+plx_event_subscribe_durable(plx_module_t *m, const char *topic,
+                            const char *handler)
+{ return plx_api->event_subscribe_durable(m, topic, handler); }
+static inline plx_status_t plx_job_lease_renew(plx_job_t *j, int seconds)
+{ return plx_api->job_lease_renew(j, seconds); }
+static inline PLX_WUR plx_status_t
+plx_job_recurring_add(plx_module_t *m, const char *name, int every_seconds,
+                      plx_job_fn fn, void *arg)
+{ return plx_api->job_recurring_add(m, name, every_seconds, fn, arg); }
 
 #endif /* PLX_NO_WRAPPERS */
 
