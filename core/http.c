@@ -184,6 +184,39 @@ plx_status_t core_ws_route_add(plx_module_t *m, const char *pattern,
     return route_register(m, "WS", pattern, NULL, h, arg, opts);
 }
 
+plx_status_t core_routes_add(plx_module_t *m, const plx_route_def_t *defs,
+                             size_t n, size_t elem_size, void *arg)
+{
+    /* a table built against an older header has shorter rows: the fields
+     * past elem_size keep their zero defaults */
+    if (!defs || n == 0 || elem_size < offsetof(plx_route_def_t, fn) + sizeof(defs->fn)) {
+        LOG_ERROR("route table of module \"%s\" refused: expected rows of at "
+                  "least method, pattern and handler", module_name(m));
+        return PLX_ERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        plx_route_def_t d = { 0 };
+        plx_status_t st;
+
+        memcpy(&d, (const char *)defs + i * elem_size,
+               elem_size < sizeof(d) ? elem_size : sizeof(d));
+        st = core_route_add(m, d.method, d.pattern, d.fn, arg,
+                            &(plx_route_opts_t){
+                                .size = sizeof(plx_route_opts_t),
+                                .auth = d.auth, .scope = d.scope,
+                                .rate_class = d.rate_class,
+                                .summary = d.summary, .tag = d.tag });
+        if (st != PLX_OK) {
+            LOG_ERROR("route table of module \"%s\": row %zu (\"%s %s\") was "
+                      "not registered", module_name(m), i,
+                      d.method ? d.method : "(null)",
+                      d.pattern ? d.pattern : "(null)");
+            return st;
+        }
+    }
+    return PLX_OK;
+}
+
 const core_router_t *core_routes(void)
 {
     return router;

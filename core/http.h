@@ -22,6 +22,9 @@ plx_status_t core_route_add(plx_module_t *m, const char *method,
 plx_status_t core_ws_route_add(plx_module_t *m, const char *pattern,
                                const plx_ws_handlers_t *h, void *arg,
                                const plx_route_opts_t *opts);
+/* a module's whole table (ABI 1.4): rows of elem_size bytes */
+plx_status_t core_routes_add(plx_module_t *m, const plx_route_def_t *defs,
+                             size_t n, size_t elem_size, void *arg);
 const core_router_t *core_routes(void);
 /* free every registered route (teardown, tests) */
 void core_routes_free(void);

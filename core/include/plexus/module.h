@@ -424,53 +424,85 @@ struct plx_api {
     const char *core_version;
 
     /* ABI 1.0 -------------------------------------------------------- */
+    /* Each entry says since when it exists (@since), who owns what it takes
+     * and returns, and on which threads it may be called. "Borrowed for X"
+     * means valid until X ends and never freed by the caller; "new" means
+     * the caller owns it and frees it as said. "init only": during the
+     * module's init, before the server starts. */
 
-    /* logging: one JSON line with the module's name and the request id */
+    /* @since 1.0. One JSON log line with the module's name and, when r is
+     * not NULL, the request id. Any thread. fmt and the arguments are
+     * read during the call only. */
     void (*logv)(plx_module_t *m, plx_request_t *r, plx_log_level_t level,
                  const char *fmt, va_list ap);
 
-    /* configuration: the module's own section of its plugins.d file,
+    /* @since 1.0. The module's own section of its plugins.d file,
      * overridden by PLEXUS_<MODULE>_<KEY>; a key ending in _file names a
-     * file whose content (trimmed) is the value. Result is borrowed for the
-     * process lifetime; NULL when unset. */
+     * file whose content (trimmed) is the value. Borrowed for the process
+     * lifetime; NULL when unset. Any thread. */
     const char *(*config_get)(plx_module_t *m, const char *key);
-    /* the core's own settings: section and key of plexus.conf */
+    /* @since 1.0. The core's own settings: section and key of plexus.conf.
+     * Borrowed for the process lifetime; NULL when unset. Any thread. */
     const char *(*config_core_get)(const char *section, const char *key);
 
-    /* routes */
+    /* @since 1.0. Routes, init only. Strings in opts and pattern are
+     * copied; fn and arg must live for the process. */
     plx_status_t (*route_add)(plx_module_t *m, const char *method,
                               const char *pattern, plx_handler_fn fn,
                               void *arg, const plx_route_opts_t *opts);
+    /* @since 1.0. init only; h must live for the process (a static). */
     plx_status_t (*ws_route_add)(plx_module_t *m, const char *pattern,
                                  const plx_ws_handlers_t *h, void *arg,
                                  const plx_route_opts_t *opts);
 
-    /* hooks, events, services */
+    /* @since 1.0. Hooks: hook_add in init only (name and order copied);
+     * hook_run from any thread, data borrowed for the call and passed to
+     * each hook as it is. */
     plx_status_t (*hook_add)(plx_module_t *m, const char *name, plx_hook_fn fn,
                              void *arg, const plx_hook_order_t *order);
     plx_status_t (*hook_run)(const char *name, plx_request_t *r, void *data);
+    /* @since 1.0. init only; topic copied. The subscriber's payload is
+     * borrowed for the call (json_incref to keep it). */
     plx_status_t (*event_subscribe)(plx_module_t *m, const char *topic,
                                     plx_event_fn fn, void *arg);
+    /* @since 1.0. Any thread; payload borrowed (the emitter keeps and
+     * releases its reference). */
     void (*event_emit)(const char *topic, json_t *payload);
+    /* @since 1.0. init only; table must live for the process (a static);
+     * name copied. */
     plx_status_t (*service_register)(plx_module_t *m, const char *name,
                                      unsigned version, const void *table);
+    /* @since 1.0. Any thread after init; the table is borrowed for the
+     * process lifetime; NULL when no module offers name at that version. */
     const void *(*service_get)(const char *name, unsigned version);
 
-    /* jobs */
+    /* @since 1.0. Jobs: job_handler_add in init only (name copied). */
     plx_status_t (*job_handler_add)(plx_module_t *m, const char *name,
                                     plx_job_fn fn, void *arg);
+    /* @since 1.0. Any thread. payload borrowed (serialised during the
+     * call); id_out (37 bytes) may be NULL. */
     plx_status_t (*job_enqueue)(plx_module_t *m, const char *handler,
                                 json_t *payload, const plx_job_opts_t *opts,
                                 char id_out[37]);
+    /* @since 1.0. In the job's handler only. The payload and the id are
+     * borrowed for the handler's run: never json_decref the payload (take
+     * json_incref to keep it). */
     json_t *(*job_payload)(plx_job_t *job);
     const char *(*job_id)(plx_job_t *job);
+    /* @since 1.0. 1 on the first run. */
     int (*job_attempt)(plx_job_t *job);
+    /* @since 1.0. The error recorded if the handler fails; copied. */
     void (*job_error_set)(plx_job_t *job, const char *message);
 
-    /* migrations: a folder of NNNN_name.sql files for this module's schema */
+    /* @since 1.0. init only: a folder of NNNN_name.sql files for this
+     * module's schema; the path is copied. */
     plx_status_t (*migrations_add)(plx_module_t *m, const char *dir);
 
-    /* request: everything returned is borrowed for the request's life */
+    /* @since 1.0. The request, on the thread that runs its handler (or
+     * its hooks). Everything returned is borrowed for the request's life;
+     * NULL when absent. request_param is a path {param}, percent-decoded;
+     * request_query a query parameter, percent-decoded (the first when
+     * repeated); request_header is case-insensitive. */
     const char *(*request_method)(plx_request_t *r);
     const char *(*request_path)(plx_request_t *r);
     const char *(*request_param)(plx_request_t *r, const char *name);
@@ -478,34 +510,60 @@ struct plx_api {
     const char *(*request_header)(plx_request_t *r, const char *name);
     const char *(*request_id)(plx_request_t *r);
     const char *(*request_remote_addr)(plx_request_t *r);
+    /* @since 1.0. The whole body within [server] max_body; *body borrowed
+     * for the request (NUL-terminated, may hold NULs before len). */
     plx_status_t (*request_body)(plx_request_t *r, const char **body,
                                  size_t *len);
+    /* @since 1.0. See plx_request_json(): *out is borrowed for the request
+     * (released when it ends); never json_decref it. */
     plx_status_t (*request_json)(plx_request_t *r, json_t **out);
+    /* @since 1.0. Per-request notes between hooks and handlers: key copied,
+     * value borrowed (its owner frees it, e.g. with request_cleanup_add). */
     void *(*request_note_get)(plx_request_t *r, const char *key);
     void (*request_note_set)(plx_request_t *r, const char *key, void *value);
+    /* @since 1.0. Memory in the request's arena, freed when it ends; NULL
+     * past the arena's bound. Never free() it. */
     void *(*palloc)(plx_request_t *r, size_t n);
     char *(*pstrdup)(plx_request_t *r, const char *s);
+    /* @since 1.0. fn(arg) runs when the request ends, in reverse order of
+     * registration. */
     plx_status_t (*request_cleanup_add)(plx_request_t *r, plx_cleanup_fn fn,
                                         void *arg);
 
-    /* response */
+    /* @since 1.0. Response, on the handler's thread: name and value copied. */
     void (*response_header)(plx_request_t *r, const char *name,
                             const char *value);
+    /* @since 1.0. body ownership is given by mem: PLX_MEM_STATIC (outlives
+     * the request), PLX_MEM_COPY (copied now) or a function the core calls
+     * to free it once sent (also on failure). */
     plx_status_t (*reply)(plx_request_t *r, int status, const char *type,
                           const void *body, size_t len, plx_free_fn mem);
+    /* @since 1.0. Steals body (also on failure). */
     plx_status_t (*reply_json)(plx_request_t *r, int status, json_t *body);
+    /* @since 1.0. problem+json with a stable code; the detail is formatted
+     * now. */
     plx_status_t (*reply_problemv)(plx_request_t *r, int status,
                                    const char *code, const char *fmt,
                                    va_list ap);
+    /* @since 1.0. The code and detail of the problem the core answers if
+     * the handler returns an error unanswered; both copied. */
     void (*error_set)(plx_request_t *r, const char *code, const char *detail);
 
-    /* Server-Sent Events on a request */
+    /* @since 1.0. Server-Sent Events on a request: the stream is owned by
+     * the request (no free) and ends when the handler returns. Writes are
+     * serialised, so another thread may send while the handler waits for
+     * it. event and data copied on send; event NULL sends an unnamed
+     * event. PLX_ERR_GONE once the client has left. */
     plx_sse_t *(*sse_begin)(plx_request_t *r);
     plx_status_t (*sse_send)(plx_sse_t *s, const char *event,
                              const char *data, size_t len);
     int (*sse_closed)(plx_sse_t *s);
 
-    /* WebSocket */
+    /* @since 1.0. WebSocket: ws is owned by the core and valid until the
+     * close callback returns. ws_send and ws_close may be called from any
+     * thread (writes are serialised); data copied. ws_set_data stores a
+     * pointer the module owns (free it in close). ws_param is borrowed for
+     * the connection. */
     plx_status_t (*ws_send)(plx_ws_t *ws, int text, const void *data,
                             size_t len);
     void (*ws_close)(plx_ws_t *ws, int code, const char *reason);
@@ -513,11 +571,17 @@ struct plx_api {
     void *(*ws_get_data)(plx_ws_t *ws);
     const char *(*ws_param)(plx_ws_t *ws, const char *name);
 
-    /* PostgreSQL. Parameters are text (NULL for SQL NULL). db_query borrows
-     * a pooled connection for one statement; its result is freed when the
-     * request ends (r may be NULL: then the caller frees it). For
-     * transactions take a connection with db_acquire and give it back with
-     * db_release. */
+    /* @since 1.0. PostgreSQL, any thread. Parameters are text (NULL for SQL
+     * NULL), read during the call. db_query borrows a pooled connection
+     * for one statement; its result is freed when the request ends (r may
+     * be NULL: then the caller frees it with db_free). For transactions
+     * prefer db_tx (1.4); db_acquire/db_release hand out a connection
+     * (NULL when none came within timeout_ms), db_exec's result is always
+     * the caller's to db_free. On PLX_ERR_CONFLICT (a constraint
+     * violation) *out is set too, for db_error. Values, names, the
+     * affected count and the error are borrowed from res until db_free.
+     * 1.4: db_exec returns PLX_AGAIN on a serialization failure or
+     * deadlock. */
     plx_status_t (*db_query)(plx_request_t *r, const char *sql, int nparams,
                              const char *const *params, plx_db_res_t **out);
     plx_db_conn_t *(*db_acquire)(int timeout_ms);
@@ -532,53 +596,59 @@ struct plx_api {
     const char *(*db_error)(const plx_db_res_t *res);
     void (*db_free)(plx_db_res_t *res);
 
+    /* @since 1.0. A static string; any thread. */
     const char *(*status_str)(plx_status_t st);
+    /* @since 1.0. Borrowed for the process lifetime. */
     const char *(*module_name)(plx_module_t *m);
 
     /* ABI 1.1 -------------------------------------------------------- */
 
-    /* the authenticated caller: user id (borrowed for the request), NULL
-     * when anonymous */
+    /* @since 1.1. The authenticated caller, on the request's thread: user
+     * id borrowed for the request, NULL when anonymous. */
     const char *(*request_user_id)(plx_request_t *r);
     int (*request_is_admin)(plx_request_t *r);
-    /* 1 when the caller's grant covers scope (a user's own token covers
-     * every scope; an API key only those it was given) */
+    /* @since 1.1. 1 when the caller's grant covers scope (a user's own
+     * token covers every scope; an API key only those it was given). */
     int (*request_has_scope)(plx_request_t *r, const char *scope);
-    /* the caller's role in team_id: PLX_ROLE_NONE when not a member or the
-     * team does not exist (answer 404). PLX_ERR_DB when it cannot tell. */
+    /* @since 1.1. The caller's role in team_id: PLX_ROLE_NONE when not a
+     * member or the team does not exist (answer 404). PLX_ERR_DB when it
+     * cannot tell. One query, on the request's thread. */
     plx_status_t (*team_role)(plx_request_t *r, const char *team_id,
                               plx_role_t *out);
-    /* record a security-relevant action in the audit log; details borrowed,
-     * may be NULL */
+    /* @since 1.1. Record a security-relevant action in the audit log;
+     * everything borrowed for the call; details may be NULL. */
     void (*audit)(plx_request_t *r, const char *action,
                   const char *target_type, const char *target_id,
                   json_t *details);
-    /* out->size must be set by the caller; fields past it are not written */
+    /* @since 1.1. out->size must be set by the caller; fields past it are
+     * not written. Any thread. */
     void (*core_stats)(plx_core_stats_t *out);
 
     /* ABI 1.2 -------------------------------------------------------- */
 
-    /* The i-th loaded module, in dependency order (the core itself is not
-     * one): PLX_OK with out filled up to out->size, PLX_ERR_NOT_FOUND past
-     * the last. Any thread, after init. */
+    /* @since 1.2. The i-th loaded module, in dependency order (the core
+     * itself is not one): PLX_OK with out filled up to out->size (strings
+     * borrowed for the process), PLX_ERR_NOT_FOUND past the last. Any
+     * thread, after init. */
     plx_status_t (*module_at)(size_t i, plx_module_view_t *out);
 
     /* ABI 1.3 -------------------------------------------------------- */
 
-    /* Write an SSE comment line (": text", then a blank line): nothing for
-     * the client's parser, but a write, so a client that went away is
-     * found by the next one. A producer waiting on slow upstream work
-     * calls it every few hundred ms to learn of a disconnect within a
+    /* @since 1.3. Write an SSE comment line (": text", then a blank line):
+     * nothing for the client's parser, but a write, so a client that went
+     * away is found by the next one. A producer waiting on slow upstream
+     * work calls it every few hundred ms to learn of a disconnect within a
      * second. PLX_ERR_GONE once the stream is closed. text must not hold
-     * CR or LF; NULL writes ":". */
+     * CR or LF; NULL writes ":". Threads as sse_send. */
     plx_status_t (*sse_comment)(plx_sse_t *s, const char *text);
-    /* errors under path_prefix ("/v1/") take fn's shape; registered in
-     * init; one module per prefix */
+    /* @since 1.3. Errors under path_prefix ("/v1/") take fn's shape; init
+     * only; one module per prefix; the prefix is copied. */
     plx_status_t (*error_format_add)(plx_module_t *m, const char *path_prefix,
                                      plx_error_format_fn fn, void *arg);
+
     /* ABI 1.4 -------------------------------------------------------- */
-    /* Everything below is pure or thread-safe: any thread, any time after
-     * init unless it says "init only". */
+    /* Every entry below is @since 1.4. Everything is pure or thread-safe:
+     * any thread, any time after init, unless it says "init only". */
 
     /* encodings. Encoders write a NUL-terminated string into out and
      * return its length, or (size_t)-1 when cap is too small (out is then
