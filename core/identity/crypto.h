@@ -51,6 +51,11 @@ plx_status_t identity_jwt_issue(identity_claims_t *c, long ttl_s, char **token);
  * "none"), expired, not yet valid, wrong iss/aud, missing claims */
 plx_status_t identity_jwt_verify(const char *token, time_t now,
                                  identity_claims_t *out);
+#ifdef PLX_UNIT_TESTS
+/* the HS256 MAC of token (d2: its second dot) checked in constant time */
+bool identity_jwt_hs256_ok(const char *token, size_t d2, const unsigned char *key,
+                           size_t keylen);
+#endif
 
 /* ---- totp.c: RFC 6238 over HMAC-SHA1, 6 digits, 30 s steps --------------- */
 

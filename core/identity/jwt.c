@@ -22,8 +22,12 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <limits.h>
+
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #define JWT_MAX_LEN   8192
@@ -244,19 +248,26 @@ static bool token_shape_ok(const char *t, size_t len, size_t *d1, size_t *d2)
     return dots == 2 && *d1 > 0 && *d2 > *d1 + 1 && *d2 + 1 < len;
 }
 
+/* a base64url segment's bytes into raw[JWT_MAX_LEN]; their count, or -1 */
+static int segment_decode(const char *seg, size_t len, unsigned char *raw)
+{
+    char b64[JWT_MAX_LEN + 1];
+
+    if (len > JWT_MAX_LEN)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        b64[i] = seg[i] == '-' ? '+' : seg[i] == '_' ? '/' : seg[i];
+    b64[len] = '\0';
+    return identity_base64_decode(b64, raw, JWT_MAX_LEN);
+}
+
 /* a base64url segment holding one JSON object; duplicate keys refused, so
  * the object we check is the one every parser sees */
 static json_t *segment_json(const char *seg, size_t len)
 {
-    char b64[JWT_MAX_LEN + 1];
     unsigned char raw[JWT_MAX_LEN];
+    int n = segment_decode(seg, len, raw);
 
-    if (len > JWT_MAX_LEN)
-        return NULL;
-    for (size_t i = 0; i < len; i++)
-        b64[i] = seg[i] == '-' ? '+' : seg[i] == '_' ? '/' : seg[i];
-    b64[len] = '\0';
-    int n = identity_base64_decode(b64, raw, sizeof raw);
     if (n <= 0)
         return NULL;
     json_t *obj = json_loadb((const char *)raw, (size_t)n,
@@ -283,6 +294,26 @@ static bool header_ok(const char *token, size_t d1)
               !json_object_get(h, "crit");
     json_decref(h);
     return ok;
+}
+
+/* HS256 (RFC 7515 appendix A.1) checked here, whatever libjwt does: its
+ * releases before the fix for CVE-2024-25189 compare the MAC with strcmp,
+ * which leaks through timing how much of a forged MAC is right. Ours
+ * compares in constant time. d2 is the position of the second dot. */
+PLX_STATIC bool identity_jwt_hs256_ok(const char *token, size_t d2,
+                                      const unsigned char *key, size_t keylen)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE], sig[JWT_MAX_LEN];
+    unsigned int maclen = 0;
+    size_t siglen = strlen(token + d2 + 1);
+    int n = segment_decode(token + d2 + 1, siglen, sig);
+
+    if (n != 32 || keylen > INT_MAX
+        || !HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)token, d2,
+                 mac, &maclen)
+        || maclen != 32)
+        return false;
+    return CRYPTO_memcmp(mac, sig, 32) == 0;
 }
 
 /* libjwt's half: the signature, and the algorithm it decided on */
@@ -362,7 +393,10 @@ plx_status_t identity_jwt_verify(const char *token, time_t now,
     size_t len = strnlen(token, JWT_MAX_LEN + 1);
     if (len > JWT_MAX_LEN || !token_shape_ok(token, len, &d1, &d2))
         return PLX_ERR_AUTH;
-    if (!header_ok(token, d1) || !signature_ok(token))
+    if (!header_ok(token, d1)
+        || (jc.alg == JWT_ALG_HS256
+            && !identity_jwt_hs256_ok(token, d2, jc.verify_key, jc.verify_len))
+        || !signature_ok(token))
         return PLX_ERR_AUTH;
 
     json_t *claims = segment_json(token + d1 + 1, d2 - d1 - 1);

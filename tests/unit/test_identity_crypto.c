@@ -806,6 +806,46 @@ static void test_jwt_hs256_round_trip(void **state)
     free(tok);
 }
 
+/* RFC 7515 appendix A.1: the HS256 example, checked by the core's own
+ * constant-time MAC comparison, not libjwt's */
+static void test_jwt_hs256_rfc7515_a1(void **state)
+{
+    static const char token[] =
+        "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+        ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFt"
+        "cGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+        ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    /* the JWK's "k", base64url */
+    static const char k[] = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75a"
+                            "KtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+    char b64[128], bad[sizeof token];
+    unsigned char key[96];
+    size_t d2 = strrchr(token, '.') - token;
+    int n;
+
+    (void)state;
+    for (size_t i = 0; i <= strlen(k); i++)
+        b64[i] = k[i] == '-' ? '+' : k[i] == '_' ? '/' : k[i];
+    strcat(b64, "==");
+    n = identity_base64_decode(b64, key, sizeof key);
+    assert_int_equal(n, 64);
+    assert_true(identity_jwt_hs256_ok(token, d2, key, (size_t)n));
+    /* one bit of the MAC, of the payload, of the key */
+    memcpy(bad, token, sizeof token);
+    bad[sizeof token - 3] = bad[sizeof token - 3] == 'X' ? 'Y' : 'X';
+    assert_false(identity_jwt_hs256_ok(bad, d2, key, (size_t)n));
+    memcpy(bad, token, sizeof token);
+    bad[50] = bad[50] == 'a' ? 'b' : 'a';
+    assert_false(identity_jwt_hs256_ok(bad, d2, key, (size_t)n));
+    key[0] ^= 1;
+    assert_false(identity_jwt_hs256_ok(token, d2, key, (size_t)n));
+    key[0] ^= 1;
+    /* a MAC cut short is no MAC */
+    memcpy(bad, token, sizeof token);
+    bad[sizeof token - 6] = '\0';
+    assert_false(identity_jwt_hs256_ok(bad, d2, key, (size_t)n));
+}
+
 static void test_jwt_configure_refusals(void **state)
 {
     char *priv, *pub, *priv2, *pub2, *p384, *p384pub;
@@ -1241,6 +1281,7 @@ int main(void)
         cmocka_unit_test(test_password_policy_accepts),
         cmocka_unit_test(test_password_cracklib_decision),
         cmocka_unit_test_teardown(test_jwt_hs256_round_trip, reset_all),
+        cmocka_unit_test_teardown(test_jwt_hs256_rfc7515_a1, reset_all),
         cmocka_unit_test_teardown(test_jwt_configure_refusals, reset_all),
         cmocka_unit_test_teardown(test_jwt_issue_refusals, reset_all),
         cmocka_unit_test_teardown(test_jwt_alg_none, reset_all),
