@@ -156,6 +156,10 @@ static const plx_api_t api = {
 
     /* 1.4: routes */
     .routes_add = core_routes_add,
+
+    /* 1.4: problem details */
+    .problem_new = core_problem_new,
+    .reply_problem_json = core_reply_problem_json,
 };
 
 const plx_api_t *core_api(void)

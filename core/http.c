@@ -222,6 +222,37 @@ const core_router_t *core_routes(void)
     return router;
 }
 
+static const char *const auth_names[] = {
+    [PLX_AUTH_PUBLIC] = "public", [PLX_AUTH_USER] = "user",
+    [PLX_AUTH_ADMIN] = "admin", [PLX_AUTH_SCOPE] = "scope",
+};
+
+bool core_routes_dump(FILE *out)
+{
+    json_t *all = json_array();
+    size_t n = router ? core_router_count(router) : 0;
+    bool ok;
+
+    if (!all)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const core_route_t *rt = core_router_at(router, i);
+        unsigned a = (unsigned)rt->auth;
+
+        json_array_append_new(all, json_pack(
+            "{s:s, s:s, s:s, s:s, s:s?, s:s, s:s?}",
+            "method", rt->method, "pattern", rt->pattern,
+            "module", module_name(rt->owner),
+            "auth", a < CORE_ARRAY_LEN(auth_names) ? auth_names[a] : "unknown",
+            "scope", rt->scope && *rt->scope ? rt->scope : NULL,
+            "rate_class", rt->rate_class ? rt->rate_class : "default",
+            "summary", rt->summary));
+    }
+    ok = json_dumpf(all, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
+    json_decref(all);
+    return ok;
+}
+
 void core_routes_free(void)
 {
     if (http_ctx) {
@@ -376,7 +407,17 @@ static bool auth_allows(plx_request_t *r, const core_route_t *rt)
         http_reply_problem(r, 403, "forbidden", NULL, 0, "this route requires the admin role");
         return false;
     }
-    if (rt->auth == PLX_AUTH_SCOPE && !core_request_has_scope(r, rt->scope)) {
+    /* An API key does only what its scopes say. A route open to keys names
+     * the scope it needs; one that names none is closed to them. An admin
+     * route is open to a key that made its holder admin, which takes the
+     * scope "admin" (apikeys.c). */
+    if (r->principal.api_key && rt->auth != PLX_AUTH_ADMIN
+        && (!rt->scope || !*rt->scope)) {
+        http_reply_problem(r, 403, "api_key_forbidden", NULL, 0,
+                           "this route needs a signed-in user, not an API key");
+        return false;
+    }
+    if (rt->scope && *rt->scope && !core_request_has_scope(r, rt->scope)) {
         snprintf(detail, sizeof detail, "this route requires the scope \"%.128s\"", rt->scope);
         http_reply_problem(r, 403, "forbidden", NULL, 0, detail);
         return false;
@@ -384,9 +425,115 @@ static bool auth_allows(plx_request_t *r, const core_route_t *rt)
     return true;
 }
 
+/* ---- request framing ---------------------------------------------------------- */
+
+/* A request whose length a proxy in front of us could read differently
+ * (RFC 9112 section 6.3: both Content-Length and Transfer-Encoding, two
+ * lengths, a length that is not one decimal number) would let the bytes
+ * after it be taken as a second request. It is refused and the connection
+ * closed, before any handler or hook sees it. CivetWeb keeps at most
+ * MG_MAX_HEADERS fields and drops the rest without a word, so a full table
+ * is treated as too many: what was dropped might have been Content-Length
+ * or Authorization. */
+static bool length_ok(const char *v)
+{
+    size_t n = 0;
+
+    for (; v[n]; n++) {
+        if (v[n] < '0' || v[n] > '9')
+            return false;
+    }
+    return n > 0 && n <= 18;
+}
+
+static bool framing_ok(plx_request_t *r)
+{
+    const struct mg_request_info *ri = r->ri;
+    const char *cl = NULL, *te = NULL, *why = NULL;
+    int ncl = 0, nte = 0, nhost = 0, status = 400;
+    const char *code = "invalid_framing";
+
+    if (!ri)
+        return true;
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        status = 431;
+        code = "headers_too_large";
+        why = "more header fields than the server keeps";
+    }
+    for (int i = 0; !why && i < ri->num_headers; i++) {
+        const char *name = ri->http_headers[i].name, *value = ri->http_headers[i].value;
+
+        if (!name || !value)
+            continue;
+        if (strcasecmp(name, "Content-Length") == 0) {
+            ncl++;
+            cl = value;
+        } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            nte++;
+            te = value;
+        } else if (strcasecmp(name, "Host") == 0) {
+            nhost++;
+        }
+    }
+    if (why)
+        ;
+    else if (ncl > 0 && nte > 0)
+        why = "both Content-Length and Transfer-Encoding";
+    else if (ncl > 1)
+        why = "more than one Content-Length";
+    else if (cl && !length_ok(cl))
+        why = "Content-Length is not one decimal number";
+    else if (nte > 1 || (te && strcasecmp(te, "chunked") != 0)) {
+        status = 501;
+        code = "not_implemented";
+        why = "a transfer coding other than chunked";
+    } else if (te && ri->http_version && strcmp(ri->http_version, "1.0") == 0)
+        why = "Transfer-Encoding is not allowed in HTTP/1.0";
+    else if (nhost > 1)
+        why = "more than one Host";
+    else if (nhost == 0 && ri->http_version && strcmp(ri->http_version, "1.1") == 0)
+        why = "Host is required in HTTP/1.1";
+    if (!why)
+        return true;
+    r->no_keep_alive = true;
+    http_reply_problem(r, status, code, NULL, 0, why);
+    return false;
+}
+
+/* A browser sends Origin with every WebSocket handshake and no CORS
+ * preflight guards it, so a page on another site could open a socket with
+ * the user's cookies. Accept what CORS lists, and a page of this very host
+ * (the Origin's host and port are the request's Host); a client that is
+ * not a browser sends no Origin. */
+static bool ws_origin_allowed(plx_request_t *r, const char *origin)
+{
+    const char *host = core_request_header(r, "Host"), *rest;
+
+    if (!origin || !*origin || origin_listed(origin))
+        return true;
+    if (strncmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    else if (strncmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else
+        return false;
+    return host && *host && strcasecmp(rest, host) == 0;
+}
+
 bool http_request_prepare(plx_request_t *r, const char *match_method)
 {
     const char *origin = core_request_header(r, "Origin");
+
+    if (!framing_ok(r))
+        return false;
+    if (strcmp(match_method, "WS") == 0 && !ws_origin_allowed(r, origin)) {
+        char detail[HTTP_MAX_DETAIL];
+
+        snprintf(detail, sizeof detail, "WebSocket connections from the origin "
+                 "\"%.200s\" are not allowed", origin);
+        http_reply_problem(r, 403, "origin_not_allowed", NULL, 0, detail);
+        return false;
+    }
 
     if (origin_listed(origin))
         r->origin = core_pstrdup(r, origin);
@@ -523,6 +670,7 @@ static void settings_load(core_config_t *cfg)
 {
     const char *cors = core_config_get(cfg, "server", "cors_origins");
     const char *cert = core_config_get(cfg, "server", "tls_certificate");
+    const char *public_url = core_config_get(cfg, "server", "public_url");
     long max_body = core_config_int(cfg, "server", "max_body");
     long depth = core_config_int(cfg, "server", "max_json_depth");
     long hb = core_config_ms(cfg, "server", "sse_heartbeat");
@@ -534,6 +682,17 @@ static void settings_load(core_config_t *cfg)
     http_settings.sse_heartbeat_ms = hb > 0 ? hb : 15000;
     free(http_settings.cors_origins);
     http_settings.cors_origins = cors && *cors ? strdup(cors) : NULL;
+    free(http_settings.problem_base);
+    http_settings.problem_base = NULL;
+    if (public_url && *public_url) {
+        size_t n = strlen(public_url);
+        while (n > 0 && public_url[n - 1] == '/')
+            n--;
+        http_settings.problem_base = malloc(n + sizeof "/problems/");
+        if (http_settings.problem_base)
+            snprintf(http_settings.problem_base, n + sizeof "/problems/",
+                     "%.*s/problems/", (int)n, public_url);
+    }
 }
 
 /* CivetWeb marks a TLS port with a trailing 's': add it to every port */

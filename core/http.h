@@ -14,6 +14,8 @@
 #include "conf.h"
 #include "router.h"
 
+#include <stdio.h>
+
 /* Register a route owned by m (core routes use core_module_self()).
  * A duplicate is a startup error naming both owners. */
 plx_status_t core_route_add(plx_module_t *m, const char *method,
@@ -26,6 +28,9 @@ plx_status_t core_ws_route_add(plx_module_t *m, const char *pattern,
 plx_status_t core_routes_add(plx_module_t *m, const plx_route_def_t *defs,
                              size_t n, size_t elem_size, void *arg);
 const core_router_t *core_routes(void);
+/* every registered route as a JSON array (plexusd routes): method,
+ * pattern, module, auth, scope, rate_class, summary */
+bool core_routes_dump(FILE *out);
 /* free every registered route (teardown, tests) */
 void core_routes_free(void);
 
@@ -46,6 +51,7 @@ typedef struct core_principal {
     bool admin;
     bool api_key;               /* authenticated by an API key, not a session */
     char session_id[37];        /* the session of an access token, else "" */
+    char key_id[37];            /* the API key's id, else "" */
     const char *const *scopes;  /* NULL: all scopes of the user */
 } core_principal_t;
 void core_request_principal_set(plx_request_t *r, const core_principal_t *p);
@@ -84,6 +90,12 @@ plx_status_t core_reply_problemv(plx_request_t *r, int status, const char *code,
 plx_status_t core_reply_problem(plx_request_t *r, int status, const char *code,
                                 const char *fmt, ...) PLX_PRINTF(4, 5);
 void core_error_set(plx_request_t *r, const char *code, const char *detail);
+/* problem details as an object to extend (ABI 1.4); r may be NULL */
+json_t *core_problem_new(plx_request_t *r, int status, const char *code,
+                         const char *detail);
+/* answer with a problem object; steals problem (ABI 1.4) */
+plx_status_t core_reply_problem_json(plx_request_t *r, int status,
+                                     json_t *problem);
 /* errors under a path prefix in a module's shape (ABI 1.3); init only */
 plx_status_t core_error_format_add(plx_module_t *m, const char *path_prefix,
                                    plx_error_format_fn fn, void *arg);
@@ -103,6 +115,14 @@ void core_ws_set_data(plx_ws_t *ws, void *data);
 void *core_ws_get_data(plx_ws_t *ws);
 const char *core_ws_param(plx_ws_t *ws, const char *name);
 size_t core_ws_open_count(void);
+/* Credentials end (logout, a revoked session or key, a disabled user): a
+ * socket opened with one must not outlive it. judge sees the principals
+ * of all open sockets at once (so one query can decide) and sets
+ * ended[i]; each ended socket is closed with 1008. Returns how many were
+ * closed. */
+typedef bool (*core_ws_judge_fn)(const core_principal_t *const *ps, size_t n,
+                                 bool *ended, void *arg);
+size_t core_ws_close_ended(core_ws_judge_fn judge, void *arg);
 
 /* JSON body parsing with bounds (json.c): depth counted over [ and {,
  * outside strings. PLX_ERR_INVALID with a detail in err[160]. */

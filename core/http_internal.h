@@ -33,6 +33,9 @@ typedef struct http_settings {
     bool   tls;
     long   sse_heartbeat_ms;
     char  *cors_origins;   /* the configured comma list, NULL when empty */
+    /* "<public_url>/problems/" when [server] public_url is set: problem
+     * types then name a URI the operator controls; NULL: "about:blank" */
+    char  *problem_base;
 } http_settings_t;
 
 extern http_settings_t http_settings;

@@ -318,6 +318,7 @@ void core_request_principal_set(plx_request_t *r, const core_principal_t *p)
     snprintf(r->principal.user_id, sizeof r->principal.user_id, "%s", p->user_id);
     snprintf(r->principal.session_id, sizeof r->principal.session_id, "%s",
              p->session_id);
+    snprintf(r->principal.key_id, sizeof r->principal.key_id, "%s", p->key_id);
     r->principal.admin = p->admin;
     r->principal.api_key = p->api_key;
     if (!p->scopes)
@@ -872,13 +873,16 @@ static const char *default_code(int status)
     case 403: return "forbidden";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
+    case 408: return "request_timeout";
     case 409: return "conflict";
     case 413: return "body_too_large";
     case 426: return "upgrade_required";
     case 429: return "rate_limited";
+    case 431: return "headers_too_large";
     case 502: return "upstream_failed";
     case 503: return "unavailable";
     case 504: return "upstream_timeout";
+    case 505: return "http_version_not_supported";
     default:  return status >= 500 ? "internal" : "error";
     }
 }
@@ -903,25 +907,49 @@ json_t *http_json_text(const char *s)
     return j;
 }
 
-static char *problem_body(plx_request_t *r, int status, const char *code,
-                          const char *detail)
+/* RFC 9457 problem details. The type is a URI the operator controls
+ * (under [server] public_url) or "about:blank", whose title is the status
+ * phrase; the stable machine-readable name is "code". */
+json_t *core_problem_new(plx_request_t *r, int status, const char *code,
+                         const char *detail)
 {
-    char type[128], instance[160];
+    char instance[160];
     json_t *o = json_object();
-    char *s;
+    const char *rid = r ? r->id : NULL;
 
     if (!o)
         return NULL;
-    snprintf(type, sizeof type, "https://plexus.dev/problems/%s", code);
-    snprintf(instance, sizeof instance, "urn:request:%s", r->id);
-    json_object_set_new(o, "type", json_string(type));
+    if (!code)
+        code = default_code(status);
+    if (http_settings.problem_base) {
+        size_t n = strlen(http_settings.problem_base) + strlen(code) + 1;
+        char *type = malloc(n);
+        if (type) {
+            snprintf(type, n, "%s%s", http_settings.problem_base, code);
+            json_object_set_new(o, "type", http_json_text(type));
+            free(type);
+        }
+    } else {
+        json_object_set_new(o, "type", json_string("about:blank"));
+    }
     json_object_set_new(o, "title", json_string(reason_phrase(status)));
     json_object_set_new(o, "status", json_integer(status));
-    json_object_set_new(o, "detail", http_json_text(detail));
+    json_object_set_new(o, "detail", http_json_text(detail ? detail : ""));
     json_object_set_new(o, "code", json_string(code));
-    json_object_set_new(o, "instance", json_string(instance));
-    json_object_set_new(o, "request_id", json_string(r->id));
-    s = json_dumps(o, JSON_COMPACT);
+    if (rid && *rid) {
+        snprintf(instance, sizeof instance, "urn:request:%s", rid);
+        json_object_set_new(o, "instance", json_string(instance));
+        json_object_set_new(o, "request_id", json_string(rid));
+    }
+    return o;
+}
+
+static char *problem_body(plx_request_t *r, int status, const char *code,
+                          const char *detail)
+{
+    json_t *o = core_problem_new(r, status, code, detail);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
     json_decref(o);
     return s;
 }
@@ -999,9 +1027,11 @@ static char *error_format_body(plx_request_t *r, int status, const char *code,
     return s;
 }
 
-plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
-                                const http_header_t *extra, size_t nextra,
-                                const char *detail)
+/* problem: a prebuilt problem object (stolen) with extension members, or
+ * NULL to build the standard one from code and detail */
+static plx_status_t reply_problem(plx_request_t *r, int status, const char *code,
+                                  const http_header_t *extra, size_t nextra,
+                                  const char *detail, json_t *problem)
 {
     const char *type = "application/problem+json";
     http_header_t hdrs[8];
@@ -1009,8 +1039,10 @@ plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
     char *body;
     bool ok;
 
-    if (reply_twice(r))
+    if (reply_twice(r)) {
+        json_decref(problem);
         return PLX_ERR_INTERNAL;
+    }
     if (status < 400 || status > 599)
         status = 500;
     if (!code)
@@ -1029,13 +1061,40 @@ plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
     body = error_format_body(r, status, code, detail);
     if (body)
         type = "application/json";
+    else if (problem)
+        body = json_dumps(problem, JSON_COMPACT);
     else
         body = problem_body(r, status, code, detail);
+    json_decref(problem);
     ok = http_send_head(r, status, type, body ? (long long)strlen(body) : 0,
                         hdrs, n)
          && (!body || http_write(r, body, strlen(body)));
     free(body);
     return ok ? PLX_OK : PLX_ERR_GONE;
+}
+
+plx_status_t http_reply_problem(plx_request_t *r, int status, const char *code,
+                                const http_header_t *extra, size_t nextra,
+                                const char *detail)
+{
+    return reply_problem(r, status, code, extra, nextra, detail, NULL);
+}
+
+plx_status_t core_reply_problem_json(plx_request_t *r, int status,
+                                     json_t *problem)
+{
+    const char *code, *detail;
+
+    if (!r || !json_is_object(problem)) {
+        json_decref(problem);
+        return PLX_ERR_INVALID;
+    }
+    if (status < 400 || status > 599)
+        status = 500;
+    json_object_set_new(problem, "status", json_integer(status));
+    code = json_string_value(json_object_get(problem, "code"));
+    detail = json_string_value(json_object_get(problem, "detail"));
+    return reply_problem(r, status, code, NULL, 0, detail, problem);
 }
 
 plx_status_t core_reply_problemv(plx_request_t *r, int status, const char *code,

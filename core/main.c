@@ -27,7 +27,7 @@
 #define EXIT_CONFIG 2
 
 typedef enum command { CMD_SERVE, CMD_MIGRATE, CMD_MIGRATE_STATUS,
-                       CMD_MODULES, CMD_CREATE_ADMIN } command_t;
+                       CMD_MODULES, CMD_ROUTES, CMD_CREATE_ADMIN } command_t;
 
 typedef struct options {
     const char *config;
@@ -47,6 +47,8 @@ static void usage(FILE *out)
             "  migrate          apply pending database migrations and exit\n"
             "  migrate status   list migrations and whether they are applied\n"
             "  modules          list configured modules: name, version, ABI, file, state\n"
+            "  routes           print every route the core and the modules register, with\n"
+            "                   what a caller needs, as JSON\n"
             "  create-admin --email E\n"
             "                   create an admin (password from PLEXUS_ADMIN_PASSWORD or\n"
             "                   one line of stdin), or promote an existing user\n"
@@ -99,6 +101,8 @@ static int parse_args(int argc, char **argv, options_t *o)
         o->command = CMD_MIGRATE_STATUS;
     else if (argc == 1 && strcmp(argv[0], "modules") == 0)
         o->command = CMD_MODULES;
+    else if (argc == 1 && strcmp(argv[0], "routes") == 0)
+        o->command = CMD_ROUTES;
     else if (argc == 1 && strcmp(argv[0], "create-admin") == 0 && o->email)
         o->command = CMD_CREATE_ADMIN;
     else if (argc == 1 && strcmp(argv[0], "create-admin") == 0) {
@@ -226,7 +230,7 @@ static int serve(void)
         return EXIT_FAILURE;
     if (!core_jobs_start(core_cfg))
         return EXIT_FAILURE;
-    if (!core_http_start(core_cfg))
+    if (!core_http_start(core_cfg) || !core_identity_start())
         return EXIT_FAILURE;
     core_health_set_serving(true);
     LOG_INFO("plexusd %s serving on %s with %zu module%s", PACKAGE_VERSION,
@@ -253,6 +257,8 @@ static int run(const options_t *o)
         return EXIT_SUCCESS;
     }
     switch (o->command) {
+    case CMD_ROUTES:
+        return core_routes_dump(stdout) ? EXIT_SUCCESS : EXIT_FAILURE;
     case CMD_MIGRATE:
         return core_migrate_apply() ? EXIT_SUCCESS : EXIT_FAILURE;
     case CMD_MIGRATE_STATUS:

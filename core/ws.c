@@ -344,6 +344,47 @@ void http_ws_register(struct mg_context *ctx)
                                                ws_data_cb, ws_close_cb, NULL);
 }
 
+size_t core_ws_close_ended(core_ws_judge_fn judge, void *arg)
+{
+    http_reg_node_t **nodes;
+    const core_principal_t **ps = NULL;
+    plx_ws_t **socks = NULL;
+    bool *ended = NULL;
+    size_t n = http_reg_pin_all(&sockets, &nodes), m = 0, closed = 0;
+
+    if (n == 0)
+        return 0;
+    ps = calloc(n, sizeof *ps);
+    socks = calloc(n, sizeof *socks);
+    ended = calloc(n, sizeof *ended);
+    if (ps && socks && ended) {
+        for (size_t i = 0; i < n; i++) {
+            plx_ws_t *ws = (plx_ws_t *)nodes[i];
+            const core_principal_t *p = core_request_principal(ws->r);
+
+            if (p && !atomic_load(&ws->closing)) {
+                ps[m] = p;
+                socks[m++] = ws;
+            }
+        }
+        if (m > 0 && judge(ps, m, ended, arg)) {
+            for (size_t i = 0; i < m; i++) {
+                if (!ended[i])
+                    continue;
+                core_log(PLX_LOG_INFO, "core", socks[i]->r->id, "closing WebSocket "
+                         "on \"%s\": its credential has ended", socks[i]->r->path);
+                core_ws_close(socks[i], 1008, "credential ended");
+                closed++;
+            }
+        }
+    }
+    free(ps);
+    free(socks);
+    free(ended);
+    http_reg_unpin(&sockets, nodes, n);
+    return closed;
+}
+
 void http_ws_shutdown(void)
 {
     http_reg_node_t **nodes;

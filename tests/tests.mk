@@ -25,6 +25,7 @@ tests_support_libplxtest_la_SOURCES = \
 	tests/support/tcp_proxy.c tests/support/pgtest.c \
 	tests/support/smtp_sink.c tests/support/smtp_sink.h \
 	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h \
+	tests/support/route_walk.c tests/support/route_walk.h \
 	tests/support/fake_llm.c tests/support/fake_llm.h
 tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
@@ -187,6 +188,12 @@ tests_integration_test_admin_LDADD = $(itest_libs)
 tests_integration_test_ratelimit_SOURCES = tests/integration/test_ratelimit.c
 tests_integration_test_ratelimit_CFLAGS = $(itest_cflags)
 tests_integration_test_ratelimit_LDADD = $(itest_libs)
+
+# every registered route tried as hostile callers (route_walk.c)
+INTEGRATION_TESTS += tests/integration/test_route_authz
+tests_integration_test_route_authz_SOURCES = tests/integration/test_route_authz.c
+tests_integration_test_route_authz_CFLAGS = $(itest_cflags)
+tests_integration_test_route_authz_LDADD = $(itest_libs)
 
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server

@@ -211,6 +211,7 @@ plx_status_t identity_apikey_authenticate(plx_request_t *r, const char *key,
 
     memset(out, 0, sizeof *out);
     snprintf(out->user_id, sizeof out->user_id, "%s", core_db_value(res, 0, AK_USER));
+    snprintf(out->key_id, sizeof out->key_id, "%s", core_db_value(res, 0, AK_ID));
     out->api_key = true;
     out->scopes = scopes_copy(r, core_db_value(res, 0, AK_SCOPES));
     if (!out->scopes)

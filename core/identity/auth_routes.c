@@ -1107,38 +1107,36 @@ static plx_status_t h_password_reset(plx_request_t *r, void *arg)
 
 /* ---- registration ---------------------------------------------------------------------- */
 
-typedef struct route_def {
-    const char    *method, *pattern;
-    plx_handler_fn fn;
-    plx_auth_t     auth;
-    const char    *rate_class;
-    const char    *summary;
-} route_def_t;
+/* Only /me is open to API keys (a key can tell whose it is, with the scope
+ * profile:read); everything else here manages credentials and needs the
+ * user signed in: a route that names no scope is closed to keys. */
+#define AUTH_ROUTE(m, p, f, a, rc, s) { m, p, f, a, NULL, rc, s, "auth" }
 
-static const route_def_t routes[] = {
-    { "POST", "/api/v1/auth/register", h_register, PLX_AUTH_PUBLIC, "auth",
-      "Create an account and send a verification email" },
-    { "POST", "/api/v1/auth/verify-email", h_verify_email, PLX_AUTH_PUBLIC, "auth",
-      "Confirm an email address with the emailed token" },
-    { "POST", "/api/v1/auth/resend-verification", h_resend_verification, PLX_AUTH_USER,
-      "auth", "Send the verification email again" },
-    { "POST", "/api/v1/auth/login", h_login, PLX_AUTH_PUBLIC, "auth",
-      "Log in with email, password and, when enabled, a second factor" },
-    { "POST", "/api/v1/auth/refresh", h_refresh, PLX_AUTH_PUBLIC, "auth",
-      "Exchange a refresh token for new tokens (rotation)" },
-    { "POST", "/api/v1/auth/logout", h_logout, PLX_AUTH_USER, NULL,
-      "End the current session" },
-    { "GET", "/api/v1/auth/me", h_me, PLX_AUTH_USER, NULL, "The signed-in user" },
-    { "GET", "/api/v1/auth/sessions", h_sessions, PLX_AUTH_USER, NULL,
-      "List the live sessions of the signed-in user" },
-    { "DELETE", "/api/v1/auth/sessions/{id}", h_session_delete, PLX_AUTH_USER, NULL,
-      "Revoke one session" },
-    { "POST", "/api/v1/auth/password", h_password_change, PLX_AUTH_USER, NULL,
-      "Change the password; other sessions end" },
-    { "POST", "/api/v1/auth/password/forgot", h_password_forgot, PLX_AUTH_PUBLIC, "auth",
-      "Email a password reset link (always 202)" },
-    { "POST", "/api/v1/auth/password/reset", h_password_reset, PLX_AUTH_PUBLIC, "auth",
-      "Set a new password with the emailed token; every session ends" },
+static const plx_route_def_t routes[] = {
+    AUTH_ROUTE("POST", "/api/v1/auth/register", h_register, PLX_AUTH_PUBLIC, "auth",
+               "Create an account and send a verification email"),
+    AUTH_ROUTE("POST", "/api/v1/auth/verify-email", h_verify_email, PLX_AUTH_PUBLIC, "auth",
+               "Confirm an email address with the emailed token"),
+    AUTH_ROUTE("POST", "/api/v1/auth/resend-verification", h_resend_verification,
+               PLX_AUTH_USER, "auth", "Send the verification email again"),
+    AUTH_ROUTE("POST", "/api/v1/auth/login", h_login, PLX_AUTH_PUBLIC, "auth",
+               "Log in with email, password and, when enabled, a second factor"),
+    AUTH_ROUTE("POST", "/api/v1/auth/refresh", h_refresh, PLX_AUTH_PUBLIC, "auth",
+               "Exchange a refresh token for new tokens (rotation)"),
+    AUTH_ROUTE("POST", "/api/v1/auth/logout", h_logout, PLX_AUTH_USER, NULL,
+               "End the current session"),
+    { "GET", "/api/v1/auth/me", h_me, PLX_AUTH_USER, "profile:read", NULL,
+      "The signed-in user (or the API key's user)", "auth" },
+    AUTH_ROUTE("GET", "/api/v1/auth/sessions", h_sessions, PLX_AUTH_USER, NULL,
+               "List the live sessions of the signed-in user"),
+    AUTH_ROUTE("DELETE", "/api/v1/auth/sessions/{id}", h_session_delete, PLX_AUTH_USER,
+               NULL, "Revoke one session"),
+    AUTH_ROUTE("POST", "/api/v1/auth/password", h_password_change, PLX_AUTH_USER, NULL,
+               "Change the password; other sessions end"),
+    AUTH_ROUTE("POST", "/api/v1/auth/password/forgot", h_password_forgot, PLX_AUTH_PUBLIC,
+               "auth", "Email a password reset link (always 202)"),
+    AUTH_ROUTE("POST", "/api/v1/auth/password/reset", h_password_reset, PLX_AUTH_PUBLIC,
+               "auth", "Set a new password with the emailed token; every session ends"),
 };
 
 bool identity_auth_routes(void)
@@ -1150,13 +1148,6 @@ bool identity_auth_routes(void)
         LOG_ERROR("cannot make the dummy password hash");
         return false;
     }
-    for (size_t i = 0; i < CORE_ARRAY_LEN(routes); i++) {
-        const route_def_t *d = &routes[i];
-        if (core_route_add(core_module_self(), d->method, d->pattern, d->fn, NULL,
-                           PLX_ROUTE_OPTS(.auth = d->auth, .rate_class = d->rate_class,
-                                          .summary = d->summary, .tag = "auth"))
-            != PLX_OK)
-            return false;
-    }
-    return true;
+    return core_routes_add(core_module_self(), routes, CORE_ARRAY_LEN(routes),
+                           sizeof routes[0], NULL) == PLX_OK;
 }

@@ -43,6 +43,7 @@ static const char SESSION_SQL[] =
  * answered request; http.c sees the request answered. */
 static plx_status_t refuse(plx_request_t *r, const char *why)
 {
+    identity_ratelimit_auth_failed(r);
     core_response_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
     core_reply_problem(r, 401, "invalid_token", "%s", why);
     return PLX_ERR_AUTH;
@@ -154,7 +155,12 @@ static plx_status_t authn_begin(plx_request_t *r, void *data, void *arg)
 
     (void)data;
     (void)arg;
-    if (!auth && !xkey && (token = subprotocol_token(r, proto_token, sizeof proto_token))) {
+    token = !auth && !xkey ? subprotocol_token(r, proto_token, sizeof proto_token) : NULL;
+    /* an address that has spent its budget on refused credentials gets no
+     * more lookups until it refills */
+    if ((auth || xkey || token) && identity_ratelimit_auth_spent(r))
+        return PLX_ERR_LIMIT;
+    if (token) {
         if (!token_plausible(token))
             return refuse(r, "expected \"Sec-WebSocket-Protocol: bearer, <token>\"");
         if (strncmp(token, "plx_", 4) == 0)

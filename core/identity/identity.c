@@ -303,8 +303,14 @@ bool core_identity_register(void)
     return identity_email_register();
 }
 
+bool core_identity_start(void)
+{
+    return identity_socket_watch_start();
+}
+
 void core_identity_shutdown(void)
 {
+    identity_socket_watch_stop();
     identity_ratelimit_shutdown();
     if (jwt_ready)
         identity_jwt_reset();

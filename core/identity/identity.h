@@ -30,7 +30,12 @@
 bool core_identity_setup(core_config_t *cfg, bool keys);
 /* routes, hooks, job handlers; after core_identity_setup */
 bool core_identity_register(void);
+/* what runs only while serving: the watch that closes WebSockets whose
+ * credential has ended (socket_watch.c); stopped by core_identity_shutdown */
+bool core_identity_start(void);
 void core_identity_shutdown(void);
+bool identity_socket_watch_start(void);
+void identity_socket_watch_stop(void);
 
 /* read-only after setup */
 typedef struct identity_settings {
@@ -56,6 +61,12 @@ bool identity_admin_routes(void);
 bool identity_authn_hook(void);
 bool identity_ratelimit_setup(core_config_t *cfg);   /* parses [ratelimit], adds its hook */
 void identity_ratelimit_shutdown(void);
+/* Refused credentials (a bad token or API key) are charged to the client's
+ * address in the "auth" class, the budget of logins: auth_failed charges
+ * one; auth_spent answers 429 and returns true when the address has
+ * nothing left, before its credential costs a lookup. */
+void identity_ratelimit_auth_failed(plx_request_t *r);
+bool identity_ratelimit_auth_spent(plx_request_t *r);
 
 /* plexusd create-admin --email E: creates (or promotes) the user as admin;
  * the password is read from PLEXUS_ADMIN_PASSWORD or stdin. Exit code. */

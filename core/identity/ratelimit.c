@@ -257,7 +257,9 @@ static long ceil_s(double seconds)
     return (double)whole + 1e-9 < seconds ? whole + 1 : whole;
 }
 
-static void charge(int cls, const char *who, rl_verdict_t *v)
+/* take one token from who's bucket of class cls (or, with take false,
+ * only look whether one is there) */
+static void bucket_use(int cls, const char *who, bool take, rl_verdict_t *v)
 {
     const rl_class_t *c = &classes[cls];
     uint64_t h = key_hash(cls, who);
@@ -269,7 +271,7 @@ static void charge(int cls, const char *who, rl_verdict_t *v)
     b = shard_bucket(s, h, cls, who, now);
     refill(b, c, now);
     v->allowed = b->tokens >= 1.0;
-    if (v->allowed)
+    if (v->allowed && take)
         b->tokens -= 1.0;
     tokens = b->tokens;
     pthread_mutex_unlock(&s->mu);
@@ -278,6 +280,11 @@ static void charge(int cls, const char *who, rl_verdict_t *v)
     v->retry_s = v->allowed ? 0 : ceil_s((1.0 - tokens) / c->rate);
     if (!v->allowed && v->retry_s < 1)
         v->retry_s = 1;
+}
+
+static void charge(int cls, const char *who, rl_verdict_t *v)
+{
+    bucket_use(cls, who, true, v);
 }
 
 /* ---- the hook --------------------------------------------------------------------- */
@@ -294,29 +301,24 @@ static int class_index(const char *name)
 static plx_status_t reply_limited(plx_request_t *r, const rl_class_t *c,
                                   const rl_verdict_t *v)
 {
-    char retry[24], detail[256], instance[160];
-    const char *rid = core_request_id(r);
+    char retry[24], detail[256];
+    json_t *body;
 
     snprintf(retry, sizeof retry, "%ld", v->retry_s);
     core_response_header(r, "Retry-After", retry);
     snprintf(detail, sizeof detail, "more than %.0f requests per %ld s in the rate "
              "class \"%.15s\"; retry in %ld s", c->capacity, c->window_s, c->name,
              v->retry_s);
-    snprintf(instance, sizeof instance, "urn:request:%s", rid);
-    json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:I}",
-                             "type", "https://plexus.dev/problems/rate_limited",
-                             "title", "Too Many Requests", "status", 429,
-                             "detail", detail, "code", "rate_limited",
-                             "instance", instance, "request_id", rid,
-                             "retry_after_seconds", (json_int_t)v->retry_s);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-
-    json_decref(body);
-    if (!text)
+    body = core_problem_new(r, 429, "rate_limited", detail);
+    if (!body)
         return PLX_ERR_NOMEM;
-    core_log(PLX_LOG_INFO, "core", rid, "answered 429 \"rate_limited\" to \"%s %s\": %s",
-             core_request_method(r), core_request_path(r), detail);
-    return core_reply(r, 429, "application/problem+json", text, strlen(text), free);
+    json_object_set_new(body, "retry_after_seconds", json_integer(v->retry_s));
+    return core_reply_problem_json(r, 429, body);
+}
+
+static void address_key(plx_request_t *r, char who[RL_WHO_MAX])
+{
+    snprintf(who, RL_WHO_MAX, "a:%s", core_request_remote_addr(r));
 }
 
 static plx_status_t ratelimit_hook(plx_request_t *r, void *data, void *arg)
@@ -335,7 +337,7 @@ static plx_status_t ratelimit_hook(plx_request_t *r, void *data, void *arg)
     if (user)
         snprintf(who, sizeof who, "u:%s", user);
     else
-        snprintf(who, sizeof who, "a:%s", core_request_remote_addr(r));
+        address_key(r, who);
     charge(cls, who, &v);
     snprintf(value, sizeof value, "\"%.15s\";r=%ld;t=%ld", classes[cls].name,
              v.remaining, v.reset_s);
@@ -344,6 +346,37 @@ static plx_status_t ratelimit_hook(plx_request_t *r, void *data, void *arg)
     if (v.allowed)
         return PLX_OK;
     return reply_limited(r, &classes[cls], &v);
+}
+
+/* ---- refused credentials ---------------------------------------------------------------- */
+
+void identity_ratelimit_auth_failed(plx_request_t *r)
+{
+    char who[RL_WHO_MAX];
+    rl_verdict_t v;
+
+    if (shards_made < RL_SHARDS)
+        return;
+    address_key(r, who);
+    charge(class_index("auth"), who, &v);
+}
+
+bool identity_ratelimit_auth_spent(plx_request_t *r)
+{
+    char who[RL_WHO_MAX];
+    rl_verdict_t v;
+    int cls = class_index("auth");
+
+    if (shards_made < RL_SHARDS)
+        return false;
+    address_key(r, who);
+    bucket_use(cls, who, false, &v);
+    if (v.allowed)
+        return false;
+    core_log(PLX_LOG_WARN, "core", core_request_id(r), "credentials from %s refused "
+             "unchecked: too many refused before", core_request_remote_addr(r));
+    reply_limited(r, &classes[cls], &v);
+    return true;
 }
 
 /* ---- setup ---------------------------------------------------------------------------- */

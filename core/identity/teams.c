@@ -655,36 +655,29 @@ static plx_status_t team_leave(plx_request_t *r, void *arg)
 
 /* ---- registration ------------------------------------------------------------------ */
 
-typedef struct team_route {
-    const char    *method, *pattern, *summary;
-    plx_handler_fn fn;
-} team_route_t;
+/* An API key reaches a team only through the scopes teams:read and
+ * teams:write; a user's own token holds every scope. */
+#define TEAM_R(m, p, s, f) { m, p, f, PLX_AUTH_USER, "teams:read", NULL, s, "teams" }
+#define TEAM_W(m, p, s, f) { m, p, f, PLX_AUTH_USER, "teams:write", NULL, s, "teams" }
 
-static const team_route_t team_routes[] = {
-    { "POST", "/api/v1/teams", "Create a team (you become its owner)", team_create },
-    { "GET", "/api/v1/teams", "Your teams and your role in each", team_list },
-    { "GET", "/api/v1/teams/{id}", "A team you belong to", team_get },
-    { "PATCH", "/api/v1/teams/{id}", "Rename a team (admin+)", team_patch },
-    { "DELETE", "/api/v1/teams/{id}", "Delete a team (owner)", team_delete },
-    { "GET", "/api/v1/teams/{id}/members", "A team's members", members_list },
-    { "POST", "/api/v1/teams/{id}/members", "Add a member by email (admin+)", member_add },
-    { "PATCH", "/api/v1/teams/{id}/members/{user_id}", "Change a member's role (admin+)",
-      member_patch },
-    { "DELETE", "/api/v1/teams/{id}/members/{user_id}", "Remove a member (admin+, or yourself)",
-      member_remove },
-    { "POST", "/api/v1/teams/{id}/leave", "Leave a team", team_leave },
+static const plx_route_def_t team_routes[] = {
+    TEAM_W("POST", "/api/v1/teams", "Create a team (you become its owner)", team_create),
+    TEAM_R("GET", "/api/v1/teams", "Your teams and your role in each", team_list),
+    TEAM_R("GET", "/api/v1/teams/{id}", "A team you belong to", team_get),
+    TEAM_W("PATCH", "/api/v1/teams/{id}", "Rename a team (admin+)", team_patch),
+    TEAM_W("DELETE", "/api/v1/teams/{id}", "Delete a team (owner)", team_delete),
+    TEAM_R("GET", "/api/v1/teams/{id}/members", "A team's members", members_list),
+    TEAM_W("POST", "/api/v1/teams/{id}/members", "Add a member by email (admin+)", member_add),
+    TEAM_W("PATCH", "/api/v1/teams/{id}/members/{user_id}", "Change a member's role (admin+)",
+           member_patch),
+    TEAM_W("DELETE", "/api/v1/teams/{id}/members/{user_id}",
+           "Remove a member (admin+, or yourself)", member_remove),
+    TEAM_W("POST", "/api/v1/teams/{id}/leave", "Leave a team", team_leave),
 };
 
 bool identity_team_routes(void)
 {
-    plx_module_t *self = core_module_self();
-
-    for (size_t i = 0; i < CORE_ARRAY_LEN(team_routes); i++) {
-        const team_route_t *t = &team_routes[i];
-        if (core_route_add(self, t->method, t->pattern, t->fn, NULL,
-                           PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER, .tag = "teams",
-                                          .summary = t->summary)) != PLX_OK)
-            return false;
-    }
-    return true;
+    return core_routes_add(core_module_self(), team_routes,
+                           CORE_ARRAY_LEN(team_routes), sizeof team_routes[0],
+                           NULL) == PLX_OK;
 }

@@ -814,54 +814,29 @@ plx_status_t ai_gateway_embed(plx_request_t *r, const char *user_id,
 
 /* ---- answering a failure ---------------------------------------------------- */
 
-static const char *reason(int status)
-{
-    static const struct { int status; const char *text; } reasons[] = {
-        { 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
-        { 404, "Not Found" }, { 409, "Conflict" }, { 413, "Content Too Large" },
-        { 429, "Too Many Requests" }, { 499, "Client Closed Request" },
-        { 500, "Internal Server Error" }, { 502, "Bad Gateway" },
-        { 503, "Service Unavailable" }, { 504, "Gateway Timeout" },
-    };
-
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (reasons[i].status == status)
-            return reasons[i].text;
-    return status >= 500 ? "Server Error" : "Client Error";
-}
-
 /* problem+json with "message" beside "detail" (the issue's quota answer
  * names it so); under a prefix whose errors a module shapes (/v1/) the
- * core's problem goes through that shape instead */
+ * core gives it that shape instead */
 plx_status_t ai_reply_outcome(plx_request_t *r, const ai_outcome_t *o)
 {
     int status = o->status >= 400 && o->status <= 599 ? o->status : 500;
     const char *code = o->code[0] ? o->code : "internal";
-    const char *path = plx_request_path(r), *rid = plx_request_id(r);
-    char ra[24], type[128], instance[160];
+    char ra[24];
     json_t *body;
-    char *text;
 
     if (o->retry_after_s > 0) {
         snprintf(ra, sizeof ra, "%ld", o->retry_after_s);
         plx_response_header(r, "Retry-After", ra);
     }
-    if (path && strncmp(path, "/api/", 5) != 0)
-        return plx_reply_problem(r, status, code, "%s", o->detail);
     /* no provider is the operator's choice, said once at start */
     plx_rlog(ai_module, r, status >= 500 && strcmp(code, "ai_not_configured") != 0
              ? PLX_LOG_ERROR : PLX_LOG_INFO, "answered %d \"%s\": %s", status, code,
              o->detail);
-    snprintf(type, sizeof type, "https://plexus.dev/problems/%s", code);
-    snprintf(instance, sizeof instance, "urn:request:%s", rid ? rid : "");
-    body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s?}",
-                     "type", type, "title", reason(status), "status", status, "detail", o->detail, "message", o->detail,
-                     "code", code, "instance", instance, "request_id", rid);
-    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
+    body = plx_problem_new(r, status, code, o->detail);
+    if (!body)
         return plx_reply_problem(r, status, code, "%s", o->detail);
-    return plx_reply(r, status, "application/problem+json", text, strlen(text), free);
+    json_object_set_new(body, "message", json_string(o->detail));
+    return plx_reply_problem_json(r, status, body);
 }
 
 /* ---- the sweep timer ---------------------------------------------------------- */

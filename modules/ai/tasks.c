@@ -354,25 +354,16 @@ static json_t *with_meta(json_t *out, const task_t *t)
 /* problem+json as ai_reply_outcome writes it (the core's fields and
  * "message"), plus "errors" (borrowed) */
 static plx_status_t reply_mismatch(plx_request_t *r, int status, const char *code,
-                                   const char *title, const char *detail,
-                                   json_t *errors)
+                                   const char *detail, json_t *errors)
 {
-    char type[128], instance[160];
-    const char *rid = plx_request_id(r);
-    json_t *o;
-    char *s;
+    json_t *o = plx_problem_new(r, status, code, detail);
 
-    snprintf(type, sizeof type, "https://plexus.dev/problems/%s", code);
-    snprintf(instance, sizeof instance, "urn:request:%s", rid ? rid : "");
-    o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s?, s:O}", "type", type,
-                  "title", title, "status", status, "detail", detail, "message", detail,
-                  "code", code, "instance", instance, "request_id", rid, "errors", errors);
-    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!s)
+    if (!o)
         return PLX_ERR_NOMEM;
+    json_object_set_new(o, "message", json_string(detail));
+    json_object_set(o, "errors", errors);
     plx_rlog(ai_module, r, PLX_LOG_INFO, "answered %d \"%s\": %s", status, code, detail);
-    return plx_reply(r, status, "application/problem+json", s, strlen(s), free);
+    return plx_reply_problem_json(r, status, o);
 }
 
 /* what the handler returns after a task that neither succeeded nor
@@ -650,7 +641,7 @@ static plx_status_t generate(plx_request_t *r, void *arg)
     t.schema = schema;
     end = task_run(&t);
     if (end == TASK_MISMATCH) {
-        st = reply_mismatch(r, 422, "output_invalid", "Unprocessable Content",
+        st = reply_mismatch(r, 422, "output_invalid",
                             "the model's reply did not match the template's output "
                             "schema, twice", t.errors);
     } else if (end != TASK_DONE) {
@@ -697,7 +688,7 @@ static plx_status_t run_builtin(task_t *t, const char *schema_text, const char *
     end = task_run(t);
     if (end == TASK_MISMATCH) {
         *answered = true;
-        st = reply_mismatch(t->r, 502, "upstream_invalid_output", "Bad Gateway",
+        st = reply_mismatch(t->r, 502, "upstream_invalid_output",
                             "the model's reply did not match the expected JSON, twice",
                             t->errors);
     } else if (end != TASK_DONE) {

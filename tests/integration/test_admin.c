@@ -230,7 +230,7 @@ static void test_disable_stops_tokens_and_keys(void **state)
 
     (void)state;
     plxt_user_new(srv, db, &u);
-    key_for(&u, "[]", key);
+    key_for(&u, "[\"probe:read\"]", key);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 200);
 

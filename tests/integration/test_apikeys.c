@@ -183,8 +183,8 @@ static void test_list_never_shows_the_secret(void **state)
     json_decref(j);
     /* someone else's list does not hold it */
     assert_null(key_listed(&other, k.id));
-    /* an API key may list */
-    plxt_expect_status(srv, "GET", "/api/v1/api-keys", k.key, NULL, 200);
+    /* an API key manages no keys, not even listing them */
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys", k.key, NULL, 403);
 }
 
 static void test_revoke(void **state)
@@ -196,7 +196,7 @@ static void test_revoke(void **state)
     (void)state;
     plxt_user_new(srv, db, &u);
     plxt_user_new(srv, db, &other);
-    key_new(&u, "{\"name\":\"short-lived\",\"scopes\":[]}", &k);
+    key_new(&u, "{\"name\":\"short-lived\",\"scopes\":[\"probe:read\"]}", &k);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     /* another user's key id is "not found", and stays working */
     char path[128];
@@ -236,10 +236,16 @@ static void test_scopes_are_enforced(void **state)
     /* the user's own token holds every scope of the user */
     plxt_expect_status(srv, "GET", "/api/v1/probe/scoped", u.access, NULL, 200);
     /* what a module sees */
-    j = plxt_expect(srv, "GET", "/api/v1/probe/user", writer.key, NULL, 200);
-    assert_false(json_is_true(json_object_get(j, "probe_read")));
-    assert_true(json_is_true(json_object_get(j, "probe_write")));
+    j = plxt_expect(srv, "GET", "/api/v1/probe/user", reader.key, NULL, 200);
+    assert_true(json_is_true(json_object_get(j, "probe_read")));
+    assert_false(json_is_true(json_object_get(j, "probe_write")));
     json_decref(j);
+    /* a route open to keys names its scope: without it, no entry */
+    plxt_expect_status(srv, "GET", "/api/v1/probe/user", writer.key, NULL, 403);
+    /* a route that names no scope is closed to every key, whatever it holds */
+    plxt_expect_status(srv, "POST", "/api/v1/probe/audit", reader.key, "{}", 403);
+    plxt_expect_status(srv, "GET", "/api/v1/auth/me", reader.key, NULL, 403);
+    plxt_expect_status(srv, "GET", "/api/v1/auth/sessions", reader.key, NULL, 403);
     j = plxt_expect(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
     assert_true(json_is_true(json_object_get(j, "probe_read")));
     json_decref(j);
@@ -274,7 +280,7 @@ static void test_expired_key_is_refused(void **state)
 
     (void)state;
     plxt_user_new(srv, db, &u);
-    key_new(&u, "{\"name\":\"soon\",\"scopes\":[],\"expires_at\":\"2999-12-31T23:59:59+02:00\"}",
+    key_new(&u, "{\"name\":\"soon\",\"scopes\":[\"probe:read\"],\"expires_at\":\"2999-12-31T23:59:59+02:00\"}",
             &k);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     const char *p[1] = { k.id };
@@ -291,7 +297,7 @@ static void test_disabled_user_key_is_refused(void **state)
 
     (void)state;
     plxt_user_new(srv, db, &u);
-    key_new(&u, "{\"name\":\"bot\",\"scopes\":[]}", &k);
+    key_new(&u, "{\"name\":\"bot\",\"scopes\":[\"probe:read\"]}", &k);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", k.key, NULL, 200);
     const char *p[1] = { u.id };
     assert_int_equal(plxt_db_exec(db, "UPDATE plexus.users SET disabled_at = now() "
@@ -312,7 +318,7 @@ static void test_key_cannot_create_keys(void **state)
     plxt_user_new(srv, db, &u);
     key_new(&u, "{\"name\":\"all\",\"scopes\":[\"admin\",\"probe:read\"]}", &k);
     j = plxt_expect(srv, "POST", "/api/v1/api-keys", k.key, "{\"name\":\"child\"}", 403);
-    assert_string_equal(plxt_str(j, "code"), "forbidden");
+    assert_string_equal(plxt_str(j, "code"), "api_key_forbidden");
     json_decref(j);
     const char *p[1] = { u.id };
     char v[16];
@@ -340,7 +346,7 @@ static void test_forged_keys_are_401(void **state)
     }
     /* a real prefix with a wrong secret */
     plxt_user_new(srv, db, &u);
-    key_new(&u, "{\"name\":\"real\",\"scopes\":[]}", &k);
+    key_new(&u, "{\"name\":\"real\",\"scopes\":[\"probe:read\"]}", &k);
     snprintf(tampered, sizeof tampered, "%s", k.key);
     tampered[40] = tampered[40] == 'A' ? 'B' : 'A';
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", tampered, NULL, 401);
@@ -482,6 +488,83 @@ static void test_ws_bearer_subprotocol(void **state)
     assert_int_equal(status, 401);
 }
 
+/* ---- a socket does not outlive its credential ---------------------------------- */
+
+static plxt_ws_t *probe_socket(const char *credential)
+{
+    char h[4200];
+    const char *headers[] = { h, NULL };
+    plxt_ws_msg_t msg;
+    plxt_ws_t *ws;
+    int status = 0;
+
+    snprintf(h, sizeof h, "Authorization: Bearer %s", credential);
+    ws = plxt_ws_connect(srv->url, "/api/v1/probe/ws", headers, 5000, &status);
+    assert_int_equal(status, 101);
+    assert_int_equal(plxt_ws_recv(ws, &msg, 5000), 1);   /* the greeting */
+    plxt_ws_msg_free(&msg);
+    return ws;
+}
+
+/* the server's close frame, 1008, within a second and a half of t0 */
+static void expect_closed(plxt_ws_t *ws, double t0)
+{
+    plxt_ws_msg_t msg;
+
+    for (;;) {
+        if (plxt_ws_recv(ws, &msg, 3000) != 1)
+            fail_msg("no close frame within 3 s of the credential ending");
+        if (msg.opcode == PLXT_WS_CLOSE)
+            break;
+        plxt_ws_msg_free(&msg);
+    }
+    assert_int_equal(msg.close_code, 1008);
+    plxt_ws_msg_free(&msg);
+    if (plxt_now_ms() - t0 > 1500)
+        fail_msg("closed %.0f ms after the credential ended", plxt_now_ms() - t0);
+    plxt_ws_free(ws);
+}
+
+static void test_ws_ends_with_its_credential(void **state)
+{
+    plxt_user_t u, other;
+    key_t_ k;
+    plxt_ws_t *by_token, *by_key, *bystander;
+    double t0;
+
+    (void)state;
+    plxt_user_new(srv, db, &u);
+    plxt_user_new(srv, db, &other);
+    key_new(&u, "{\"name\":\"ws\",\"scopes\":[\"probe:read\"]}", &k);
+    by_token = probe_socket(u.access);
+    by_key = probe_socket(k.key);
+    bystander = probe_socket(other.access);
+
+    /* logout ends the session of the token */
+    t0 = plxt_now_ms();
+    plxt_expect_status(srv, "POST", "/api/v1/auth/logout", u.access, NULL, 204);
+    expect_closed(by_token, t0);
+
+    /* revoking the key ends its socket */
+    plxt_user_login(srv, &u);
+    t0 = plxt_now_ms();
+    plxt_expect_status(srv, "DELETE", plxt_fmt("/api/v1/api-keys/%s", k.id), u.access,
+                       NULL, 204);
+    expect_closed(by_key, t0);
+
+    /* a disabled user's sockets end, however they were opened */
+    by_token = probe_socket(u.access);
+    t0 = plxt_now_ms();
+    plxt_db_exec(db, "UPDATE plexus.users SET disabled_at = now() WHERE id = $1", 1,
+                 (const char *const[]){ u.id });
+    expect_closed(by_token, t0);
+
+    /* nobody else's socket was touched */
+    assert_int_equal(plxt_ws_send_text(bystander, "still here"), 0);
+    assert_false(plxt_ws_wait_eof(bystander, 300));
+    plxt_ws_free(bystander);
+}
+
 static void test_error_shape_under_prefix(void **state)
 {
     plxt_user_t u;
@@ -562,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_is_400),
         cmocka_unit_test(test_pagination),
         cmocka_unit_test(test_ws_bearer_subprotocol),
+        cmocka_unit_test(test_ws_ends_with_its_credential),
         cmocka_unit_test(test_error_shape_under_prefix),
         cmocka_unit_test(test_sse_comment_finds_a_gone_client),
     };

@@ -103,6 +103,11 @@ static const char *expect_problem(const plxt_resp_t *resp, long status, const ch
     j = json_of(resp);
     assert_string_equal(json_string_value(json_object_get(j, "code")), code);
     assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
+    /* the problem type is under the operator's public URL, never a domain
+     * the project does not own */
+    char type[160];
+    snprintf(type, sizeof type, "%s/problems/%s", PLXT_PUBLIC_URL, code);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), type);
     snprintf(detail, sizeof detail, "%s",
              json_string_value(json_object_get(j, "detail")) ?: "");
     json_decref(j);
@@ -1109,7 +1114,8 @@ static void test_api_key_cannot_manage_credentials(void **state)
 
     (void)state;
     plxt_user_new(srv, db, &u);
-    call("POST", "/api/v1/api-keys", u.access, "{\"name\":\"cli\",\"scopes\":[]}", &resp);
+    call("POST", "/api/v1/api-keys", u.access,
+         "{\"name\":\"cli\",\"scopes\":[\"profile:read\"]}", &resp);
     if (resp.status != 201)
         fail_msg("api key create: %ld %.300s", resp.status, resp.body);
     j = json_of(&resp);
@@ -1138,7 +1144,10 @@ static void test_api_key_cannot_manage_credentials(void **state)
     expect_problem(&resp, 403, "api_key_forbidden");
     plxt_resp_free(&resp);
     call("POST", "/api/v1/auth/logout", key, NULL, &resp);
-    expect_problem(&resp, 400, "no_session");
+    expect_problem(&resp, 403, "api_key_forbidden");
+    plxt_resp_free(&resp);
+    call("GET", "/api/v1/auth/sessions", key, NULL, &resp);
+    expect_problem(&resp, 403, "api_key_forbidden");
     plxt_resp_free(&resp);
     /* a key with a wrong secret is an invalid credential */
     key[strlen(key) - 2] = key[strlen(key) - 2] == 'a' ? 'b' : 'a';

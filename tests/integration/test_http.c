@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <cmocka.h>
 
 #include "harness.h"
@@ -107,7 +112,8 @@ static json_t *assert_problem(const plxt_resp_t *resp, long status)
     assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
     assert_true(strlen(jstr(j, "code")) > 0);
     assert_true(strlen(jstr(j, "title")) > 0);
-    assert_non_null(json_object_get(j, "type"));
+    /* no [server] public_url here: the type names no URI at all */
+    assert_string_equal(jstr(j, "type"), "about:blank");
     assert_non_null(rid);
     assert_string_equal(jstr(j, "request_id"), rid);
     return j;
@@ -485,6 +491,149 @@ static json_t *access_line(const char *id)
     return found;
 }
 
+/* ---- request framing (RFC 9112 section 6.3) ---------------------------------- */
+
+/* Send raw bytes on a fresh connection and read until the server closes
+ * it or wait_ms pass; what came back, NUL-terminated, malloc'd. */
+static char *raw_exchange(const char *bytes, size_t len, int wait_ms)
+{
+    struct sockaddr_in to = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)srv->port) };
+    struct timeval tv = { .tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000 };
+    size_t cap = 65536, got = 0;
+    char *buf = malloc(cap);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_non_null(buf);
+    assert_true(fd >= 0);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len);
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == cap - 1)
+            break;
+    }
+    buf[got] = '\0';
+    close(fd);
+    return buf;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* one answer with this status and code, then the connection closed: the
+ * bytes smuggled after the first request were never served */
+static void expect_refused_and_closed(const char *request, int status, const char *code)
+{
+    char *out = raw_exchange(request, strlen(request), 3000);
+    char line[64];
+
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    if (strncmp(out, line, strlen(line)) != 0)
+        fail_msg("expected \"%s...\", found: %.400s", line, out);
+    assert_non_null(strstr(out, code));
+    assert_int_equal(count_of(out, "HTTP/1.1 "), 1);
+    assert_null(strstr(out, "\"status\":\"live\""));
+    free(out);
+}
+
+#define SMUGGLED "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+
+static void test_conflicting_lengths_are_refused(void **state)
+{
+    (void)state;
+    expect_refused_and_closed("POST /api/v1/example/echo HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Type: application/json\r\n"
+                              "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "0\r\n\r\n" SMUGGLED, 400, "invalid_framing");
+    expect_refused_and_closed("POST /api/v1/example/echo HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 2\r\nContent-Length: 41\r\n\r\n"
+                              "{}" SMUGGLED, 400, "invalid_framing");
+    expect_refused_and_closed("POST /api/v1/example/echo HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 0, 38\r\n\r\n" SMUGGLED, 400,
+                              "invalid_framing");
+    expect_refused_and_closed("POST /api/v1/example/echo HTTP/1.1\r\nHost: x\r\n"
+                              "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" SMUGGLED,
+                              400, "invalid_request");
+}
+
+static void test_too_many_headers_is_431(void **state)
+{
+    char req[8192];
+    size_t n;
+
+    (void)state;
+    n = (size_t)snprintf(req, sizeof req, "GET /health/live HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 70; i++)
+        n += (size_t)snprintf(req + n, sizeof req - n, "X-Filler-%d: %d\r\n", i, i);
+    snprintf(req + n, sizeof req - n, "\r\n" SMUGGLED);
+    expect_refused_and_closed(req, 431, "headers_too_large");
+}
+
+static void test_http11_needs_host(void **state)
+{
+    (void)state;
+    expect_refused_and_closed("GET /health/live HTTP/1.1\r\n\r\n" SMUGGLED, 400,
+                              "invalid_framing");
+    expect_refused_and_closed("GET /health/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+                              SMUGGLED, 400, "invalid_framing");
+}
+
+static void test_well_framed_requests_still_pipeline(void **state)
+{
+    static const char two[] =
+        "POST /api/v1/example/echo HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *out = raw_exchange(two, sizeof two - 1, 3000);
+
+    (void)state;
+    assert_int_equal(count_of(out, "HTTP/1.1 200 "), 2);
+    free(out);
+}
+
+/* ---- WebSocket origins ---------------------------------------------------------- */
+
+static int ws_status_with_origin(const char *origin)
+{
+    char h[256];
+    const char *headers[] = { h, NULL };
+    int status = 0;
+    plxt_ws_t *ws;
+
+    snprintf(h, sizeof h, "Origin: %s", origin);
+    ws = plxt_ws_connect(srv->url, "/api/v1/example/ws", origin ? headers : NULL, 5000,
+                         &status);
+    plxt_ws_free(ws);
+    return status;
+}
+
+static void test_ws_origin_must_be_allowed(void **state)
+{
+    char self[96];
+
+    (void)state;
+    /* a page of another site: refused before the upgrade */
+    assert_int_equal(ws_status_with_origin(OTHER_ORIGIN), 403);
+    /* the CORS list, a page of this very host, and no browser at all */
+    assert_int_equal(ws_status_with_origin(ALLOWED_ORIGIN), 101);
+    snprintf(self, sizeof self, "http://127.0.0.1:%d", srv->port);
+    assert_int_equal(ws_status_with_origin(self), 101);
+    assert_int_equal(ws_status_with_origin(NULL), 101);
+    assert_int_equal(ws_status_with_origin("null"), 403);
+}
+
 static void test_access_log_line(void **state)
 {
     static const char *const h[] = { "X-Request-ID: plxt-access-0042", NULL };
@@ -531,6 +680,11 @@ int main(void)
         cmocka_unit_test(test_hook_header_on_every_response),
         cmocka_unit_test(test_event_reaches_subscriber),
         cmocka_unit_test(test_access_log_line),
+        cmocka_unit_test(test_conflicting_lengths_are_refused),
+        cmocka_unit_test(test_too_many_headers_is_431),
+        cmocka_unit_test(test_http11_needs_host),
+        cmocka_unit_test(test_well_framed_requests_still_pipeline),
+        cmocka_unit_test(test_ws_origin_must_be_allowed),
     };
 
     plxt_require_postgres("test_http");

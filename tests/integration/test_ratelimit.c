@@ -162,7 +162,7 @@ static void key_for(const plxt_user_t *u, char key[128])
     plxt_resp_t resp;
     json_t *j;
 
-    plxt_call(srv, "POST", "/api/v1/api-keys", u->access, "{\"name\":\"rl\"}", &resp);
+    plxt_call(srv, "POST", "/api/v1/api-keys", u->access, "{\"name\":\"rl\",\"scopes\":[\"probe:read\"]}", &resp);
     assert_int_equal(resp.status, 201);
     j = plxt_resp_json(&resp);
     snprintf(key, 128, "%s", json_string_value(json_object_get(j, "key")));
@@ -272,6 +272,47 @@ static void test_refills_continuously(void **state)
     assert_int_equal(plxt_server_stop(s), 0);
 }
 
+/* Refused credentials cost the client's address its "auth" budget: after
+ * five unknown keys the sixth credential, even a good one, is 429 before
+ * any lookup, while anonymous calls go on. */
+static void test_refused_credentials_are_limited(void **state)
+{
+    plxt_server_t *s = start("[ratelimit]\nauth = 5/60s\ndefault = 1000/60s\n", true);
+    plxt_user_t u;
+    plxt_resp_t resp;
+    int refused = 0, limited = 0;
+
+    (void)state;
+    assert_non_null(s);
+    /* the user exists before the address spends its budget (login is an
+     * "auth" request too) */
+    plxt_user_new(s, db, &u);
+    for (int i = 0; i < 20; i++) {
+        get(s, "/api/v1/probe/user", "plx_0123456789abcdef_unknownunknownunknownunkn", true,
+            &resp);
+        if (resp.status == 401)
+            refused++;
+        else if (resp.status == 429) {
+            limited++;
+            assert_non_null(plxt_resp_header(&resp, "Retry-After"));
+        } else {
+            fail_msg("unknown key: expected 401 or 429, found %ld", resp.status);
+        }
+        plxt_resp_free(&resp);
+    }
+    assert_true(refused >= 1 && refused <= 5);
+    assert_true(limited >= 15);
+    /* a valid credential from the same address waits too */
+    get(s, "/api/v1/probe/user", u.access, false, &resp);
+    assert_int_equal(resp.status, 429);
+    plxt_resp_free(&resp);
+    /* anonymous calls are not credentials */
+    get(s, "/api/v1/probe/public", NULL, false, &resp);
+    assert_int_equal(resp.status, 200);
+    plxt_resp_free(&resp);
+    assert_int_equal(plxt_server_stop(s), 0);
+}
+
 static void test_disabled(void **state)
 {
     plxt_server_t *s = start("[ratelimit]\nenabled = no\ndefault = 1/60s\n", true);
@@ -374,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_health_and_none_are_not_limited),
         cmocka_unit_test(test_refills_continuously),
         cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_refused_credentials_are_limited),
         cmocka_unit_test(test_buckets_are_bounded),
         cmocka_unit_test(test_bad_class_refuses_to_start),
     };

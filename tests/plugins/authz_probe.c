@@ -4,7 +4,8 @@
  * module's route options (user, admin, scope) and that plx_team_role,
  * plx_request_* and plx_audit answer what the core knows.
  *
- *   GET  /api/v1/probe/user               PLX_AUTH_USER: who am I to a module
+ *   GET  /api/v1/probe/user               PLX_AUTH_USER, API keys need "probe:read":
+ *                                         who am I to a module
  *   GET  /api/v1/probe/admin              PLX_AUTH_ADMIN
  *   GET  /api/v1/probe/scoped             PLX_AUTH_SCOPE "probe:read"
  *   GET  /api/v1/probe/teams/{id}/role    plx_team_role; 404 when none
@@ -172,7 +173,7 @@ static plx_status_t authz_probe_init(plx_module_t *m)
         return PLX_ERR_INTERNAL;
     }
     if (plx_route_add(m, "GET", "/api/v1/probe/user", probe_user, NULL,
-                      PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
+                      PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER, .scope = "probe:read")) != PLX_OK
         || plx_route_add(m, "GET", "/api/v1/probe/admin", probe_ok, r_admin,
                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN)) != PLX_OK
         || plx_route_add(m, "GET", "/api/v1/probe/scoped", probe_ok, r_scoped,
@@ -191,7 +192,8 @@ static plx_status_t authz_probe_init(plx_module_t *m)
         return PLX_OK;   /* a 1.2 core: the 1.3 probes are not offered */
     if (plx_route_add(m, "GET", "/api/v1/probe/wait", probe_wait, NULL, NULL) != PLX_OK
         || plx_ws_route_add(m, "/api/v1/probe/ws", &probe_ws, NULL,
-                            PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
+                            PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER,
+                                           .scope = "probe:read")) != PLX_OK
         || plx_route_add(m, "GET", "/probe-v1/me", probe_me, NULL,
                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
         || plx_error_format_add(m, "/probe-v1/", probe_error_shape, NULL) != PLX_OK)

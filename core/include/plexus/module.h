@@ -27,6 +27,7 @@
  *        routes_add, rate_class_add, the outbound HTTP client, secret
  *        seal and unseal, mem_free, request_multipart, event_emit_tx,
  *        event_subscribe_durable, job_lease_renew, job_recurring_add;
+ *        problem_new, reply_problem_json;
  *        plx_job_opts_t.conn and .unique_key;
  *        plx_module_info_t.abi_minor_required
  *
@@ -824,6 +825,18 @@ struct plx_api {
                                       int every_seconds, plx_job_fn fn,
                                       void *arg);
 
+    /* problem details (RFC 9457) for a module that must add members of
+     * its own ("errors", "retry_after_seconds") or send one as an SSE or
+     * WebSocket event: problem_new returns a new object with type, title,
+     * status, detail, code, instance and request_id (r may be NULL);
+     * reply_problem_json answers with it (steals problem; status wins over
+     * its "status"), through the error format of the path like every
+     * other error. */
+    json_t *(*problem_new)(plx_request_t *r, int status, const char *code,
+                           const char *detail);
+    plx_status_t (*reply_problem_json)(plx_request_t *r, int status,
+                                       json_t *problem);
+
     /* append new entries here and bump PLX_ABI_MINOR */
 };
 
@@ -1239,6 +1252,14 @@ static inline PLX_WUR plx_status_t
 plx_job_recurring_add(plx_module_t *m, const char *name, int every_seconds,
                       plx_job_fn fn, void *arg)
 { return plx_api->job_recurring_add(m, name, every_seconds, fn, arg); }
+
+/* 1.4: problem details */
+static inline json_t *plx_problem_new(plx_request_t *r, int status,
+                                      const char *code, const char *detail)
+{ return plx_api->problem_new(r, status, code, detail); }
+static inline plx_status_t plx_reply_problem_json(plx_request_t *r, int status,
+                                                  json_t *problem)
+{ return plx_api->reply_problem_json(r, status, problem); }
 
 #endif /* PLX_NO_WRAPPERS */
 
