@@ -82,6 +82,24 @@ tests_unit_test_migrate_SOURCES = tests/unit/test_migrate.c $(CORE_SOURCES)
 tests_unit_test_migrate_CFLAGS = $(test_cflags)
 tests_unit_test_migrate_LDADD = $(test_libs) tests/support/libplxtest.la
 
+# ---- outbound HTTP guard, sealed secrets, multipart parser (pure parts) --
+NET_UNIT_TESTS = tests/unit/test_netaddr tests/unit/test_secrets \
+	tests/unit/test_multipart
+check_PROGRAMS += $(NET_UNIT_TESTS)
+TESTS += $(NET_UNIT_TESTS)
+tests_unit_test_netaddr_SOURCES = tests/unit/test_netaddr.c core/netaddr.c \
+	core/util.c core/log.c
+tests_unit_test_netaddr_CFLAGS = $(test_cflags)
+tests_unit_test_netaddr_LDADD = $(test_libs)
+tests_unit_test_secrets_SOURCES = tests/unit/test_secrets.c core/secrets.c \
+	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
+tests_unit_test_secrets_CFLAGS = $(test_cflags)
+tests_unit_test_secrets_LDADD = $(test_libs)
+tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c \
+	core/multipart.c core/util.c core/log.c
+tests_unit_test_multipart_CFLAGS = $(test_cflags)
+tests_unit_test_multipart_LDADD = $(test_libs)
+
 # ---- test plugins: each a shared object loaded by the loader tests -------
 test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \
 	-export-symbols-regex '^plx_module_info$$' $(AM_LDFLAGS)
