@@ -155,6 +155,13 @@ tests_plugins_example_la_SOURCES = tests/plugins/example/example.c
 tests_plugins_example_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_example_la_LDFLAGS = $(test_plugin_ldflags)
 
+# ---- netprobe: drives the outbound HTTP client and the multipart reader --
+check_LTLIBRARIES += tests/plugins/netprobe.la
+tests_plugins_netprobe_la_SOURCES = tests/plugins/netprobe.c
+tests_plugins_netprobe_la_CFLAGS = $(test_plugin_cflags) $(OPENSSL_CFLAGS)
+tests_plugins_netprobe_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_netprobe_la_LIBADD = $(OPENSSL_LIBS)
+
 # ---- integration tests: a real plexusd, a real PostgreSQL, HTTP and WS ---
 INTEGRATION_TESTS = tests/integration/test_http tests/integration/test_streams \
 	tests/integration/test_database tests/integration/test_jobs \
@@ -205,6 +212,19 @@ tests_integration_test_admin_LDADD = $(itest_libs)
 tests_integration_test_ratelimit_SOURCES = tests/integration/test_ratelimit.c
 tests_integration_test_ratelimit_CFLAGS = $(itest_cflags)
 tests_integration_test_ratelimit_LDADD = $(itest_libs)
+
+# outbound HTTP (request-forgery guard, timeouts, redirects, streaming)
+# against a loopback server of the test's own, and multipart uploads
+NET_INTEGRATION_TESTS = tests/integration/test_http_client \
+	tests/integration/test_uploads
+check_PROGRAMS += $(NET_INTEGRATION_TESTS)
+TESTS += $(NET_INTEGRATION_TESTS)
+tests_integration_test_http_client_SOURCES = tests/integration/test_http_client.c
+tests_integration_test_http_client_CFLAGS = $(itest_cflags)
+tests_integration_test_http_client_LDADD = $(itest_libs)
+tests_integration_test_uploads_SOURCES = tests/integration/test_uploads.c
+tests_integration_test_uploads_CFLAGS = $(itest_cflags) $(OPENSSL_CFLAGS)
+tests_integration_test_uploads_LDADD = $(itest_libs) $(OPENSSL_LIBS)
 
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server
