@@ -407,6 +407,38 @@ static void test_allowlist_opens_only_what_it_lists(void **state)
     json_decref(j);
 }
 
+/* The allowlist through the configuration machinery: the environment
+ * overrides it, and a malformed one stops the server from starting. */
+static void test_allowlist_from_environment(void **state)
+{
+    static const plxt_module_t mods[] = { { .name = "netprobe" }, { 0 } };
+    static const char *const env[] = {
+        "PLEXUS_HTTP_CLIENT_ALLOW=192.0.2.0/24, 127.0.0.1/32", NULL };
+    plxt_server_opts_t o = { .db_url = db_url, .modules = mods, .env = env };
+    plxt_server_t *s = plxt_server_start(&o);
+    json_t *j;
+
+    (void)state;
+    assert_non_null(s);
+    j = fetch(s, json_pack("{s:s}", "url", up("127.0.0.1", "/status/200")));
+    assert_string_equal(str(j, "result"), "ok");
+    json_decref(j);
+    assert_int_equal(plxt_server_stop(s), 0);
+
+    const char *const argv[] = { "plexusd", "--config", closed_srv->conf_path,
+                                 "--check-config", NULL };
+    static const char *const bad[] = { "PLEXUS_HTTP_CLIENT_ALLOW=10.1.2.3/16", NULL };
+    static const char *const good[] = { "PLEXUS_HTTP_CLIENT_ALLOW=10.1.0.0/16 ::1", NULL };
+    char *out = NULL;
+    assert_int_not_equal(plxt_run(argv, bad, 30000, &out), 0);
+    assert_non_null(strstr(out, "http_client.allow: expected an address or CIDR "
+                                "block with no host bits set, found \\\"10.1.2.3/16\\\""));
+    free(out);
+    out = NULL;
+    assert_int_equal(plxt_run(argv, good, 30000, &out), 0);
+    free(out);
+}
+
 /* ---- what comes back ------------------------------------------------------- */
 
 static void test_statuses_and_headers(void **state)
@@ -648,6 +680,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loopback_refused_without_allowlist),
         cmocka_unit_test(test_allowlist_opens_only_what_it_lists),
+        cmocka_unit_test(test_allowlist_from_environment),
         cmocka_unit_test(test_statuses_and_headers),
         cmocka_unit_test(test_method_headers_body),
         cmocka_unit_test(test_invalid_requests),
