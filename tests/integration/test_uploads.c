@@ -287,12 +287,31 @@ static void test_bad_framing(void **state)
     free(out);
 }
 
+/* a module that read the body already cannot have it as multipart: its
+ * bug, answered 500 and logged, not blamed on the client */
+static void test_body_read_before(void **state)
+{
+    plxt_resp_t r;
+    const char *const hdr[] = {
+        "Content-Type: multipart/form-data; boundary=xx", NULL };
+
+    (void)state;
+    assert_int_equal(plxt_http("POST", plxt_fmt("%s/api/v1/netprobe/upload-late",
+                                                srv->url), hdr,
+                               "--xx\r\nContent-Disposition: form-data; name=a"
+                               "\r\n\r\nv\r\n--xx--", &r), 0);
+    assert_int_equal(r.status, 500);
+    plxt_resp_free(&r);
+    assert_true(plxt_server_log_wait(srv, "the body was already read", 5000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_five_mib_upload),
         cmocka_unit_test(test_over_bound_then_still_serving),
         cmocka_unit_test(test_bad_framing),
+        cmocka_unit_test(test_body_read_before),
     };
 
     plxt_require_postgres("test_uploads");

@@ -15,6 +15,8 @@
  *        max_part=, max_parts= set the bounds
  *        -> {"parts": [{"name", "filename", "content_type", "size",
  *            "sha256"}]}
+ *   POST /api/v1/netprobe/upload-late   reads the body first, then asks
+ *        for it as multipart: the core must refuse
  */
 #include <plexus/module.h>
 
@@ -229,11 +231,24 @@ static plx_status_t probe_upload(plx_request_t *r, void *arg)
     return plx_reply_json(r, 200, json_pack("{s:o}", "parts", u.parts));
 }
 
+static plx_status_t probe_upload_late(plx_request_t *r, void *arg)
+{
+    const char *body;
+    size_t len;
+    plx_status_t st = plx_request_body(r, &body, &len);
+
+    if (st != PLX_OK)
+        return st;
+    return probe_upload(r, arg);
+}
+
 static const plx_route_def_t routes[] = {
     { "POST", "/api/v1/netprobe/fetch", probe_fetch, PLX_AUTH_PUBLIC, NULL,
       "none", "make an outbound call as told", NULL },
     { "POST", "/api/v1/netprobe/upload", probe_upload, PLX_AUTH_PUBLIC, NULL,
       "none", "report the parts of an upload", NULL },
+    { "POST", "/api/v1/netprobe/upload-late", probe_upload_late, PLX_AUTH_PUBLIC,
+      NULL, "none", "read the body, then ask for it as multipart", NULL },
 };
 
 static plx_status_t netprobe_init(plx_module_t *m)
