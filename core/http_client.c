@@ -34,7 +34,7 @@
 #define HC_MAX_HEADER_BYTES (64 * 1024)  /* one response's header block */
 #define HC_MAX_URL          8192
 #define HC_MAX_METHOD       16
-#define HC_MAX_REDIRECTS    20
+#define HC_MAX_REDIRECTS    20           /* more asked for: this many */
 
 /* [http_client] allow: read once by core_http_client_setup, read-only after */
 static core_allowlist_t hc_allow;
@@ -148,8 +148,10 @@ static bool opts_read(const plx_http_opts_t *opts, hc_opts_t *o)
     o->cancel_arg = OPT(opts, cancel_arg, NULL);
     o->on_data = OPT(opts, on_data, NULL);
     o->data_arg = OPT(opts, data_arg, NULL);
+    if (o->max_redirects > HC_MAX_REDIRECTS)
+        o->max_redirects = HC_MAX_REDIRECTS;
     return o->connect_ms > 0 && o->first_byte_ms > 0 && o->total_ms > 0 &&
-           o->max_redirects >= 0 && o->max_redirects <= HC_MAX_REDIRECTS;
+           o->max_redirects >= 0;
 }
 
 /* A new response block (a redirect hop or a 1xx) replaces the headers. */

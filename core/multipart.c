@@ -36,6 +36,8 @@
 #include <strings.h>
 
 #define MP_PAD_MAX 256   /* blanks after a delimiter */
+/* a header block is buffered three times over: keep a module's bound sane */
+#define MP_HEADER_CAP ((size_t)1024 * 1024)
 
 typedef enum mp_state {
     MP_PREAMBLE = 0,
@@ -246,13 +248,16 @@ core_mp_t *core_mp_new(const plx_multipart_t *spec, const char *boundary,
     if (!spec || spec->size < sizeof(spec->size) || !boundary ||
         !boundary_ok(boundary))
         return NULL;
+    size_t max_header = SPEC(spec, max_header_bytes, (size_t)8 * 1024);
+    if (max_header > MP_HEADER_CAP)
+        return NULL;
     core_mp_t *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->max_parts = SPEC(spec, max_parts, (size_t)16);
     p->max_part = SPEC(spec, max_part_bytes, (size_t)10 * 1024 * 1024);
     p->max_total = SPEC(spec, max_total_bytes, (size_t)32 * 1024 * 1024);
-    p->max_header = SPEC(spec, max_header_bytes, (size_t)8 * 1024);
+    p->max_header = max_header;
     p->part_begin = SPEC(spec, part_begin, NULL);
     p->part_data = SPEC(spec, part_data, NULL);
     p->part_end = SPEC(spec, part_end, NULL);

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,9 @@ static void test_new_refuses(void **state)
     assert_null(core_mp_new(NULL, "b", NULL));
     assert_null(core_mp_new(&sp, "", NULL));
     assert_null(core_mp_new(&sp, "bad{}", NULL));
+    sp.max_header_bytes = SIZE_MAX;   /* would wrap the buffer sizes */
+    assert_null(core_mp_new(&sp, "b", NULL));
+    sp.max_header_bytes = 0;
     sp.size = 0;
     assert_null(core_mp_new(&sp, "b", NULL));
     /* a spec from an older build: only the fields it has are read */
