@@ -10,9 +10,11 @@
 #include "conf.h"
 #include "db.h"
 #include "http.h"
+#include "http_client.h"
 #include "identity/identity.h"
 #include "jobs.h"
 #include "loader.h"
+#include "multipart.h"
 #include "migrate.h"
 #include "registry.h"
 
@@ -160,6 +162,17 @@ static const plx_api_t api = {
     /* 1.4: problem details */
     .problem_new = core_problem_new,
     .reply_problem_json = core_reply_problem_json,
+
+    /* 1.4: outbound HTTP, sealed secrets, multipart uploads */
+    .http_request = core_http_request,
+    .http_resp_status = core_http_resp_status,
+    .http_resp_body = core_http_resp_body,
+    .http_resp_header = core_http_resp_header,
+    .http_resp_free = core_http_resp_free,
+    .secret_seal = core_secret_seal,
+    .secret_unseal = core_secret_unseal,
+    .mem_free = core_mem_free,
+    .request_multipart = core_request_multipart,
 };
 
 const plx_api_t *core_api(void)

@@ -121,6 +121,7 @@ static const conf_decl_t decls[] = {
     { "smtp", "password", CT_STRING, "", 0, 0, NULL, 0 },
     { "smtp", "tls", CT_STRING, "try", 0, 0, "no|try|required", 0 },
     { "smtp", "timeout", CT_DURATION, "10s", SEC_MS(1), MIN_MS(10), NULL, 0 },
+    { "http_client", "allow", CT_STRING, "", 0, 0, NULL, 0 },
     { "ratelimit", "enabled", CT_BOOL, "yes", 0, 0, NULL, 0 },
     { "ratelimit", "default", CT_STRING, "100/60s", 0, 0, NULL, 0 },
     { "ratelimit", "auth", CT_STRING, "10/60s", 0, 0, NULL, 0 },

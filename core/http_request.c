@@ -10,6 +10,7 @@
 #include "config.h"
 #include "http_internal.h"
 #include "loader.h"
+#include "multipart.h"
 
 #include <stdalign.h>
 #include <stdio.h>
@@ -498,6 +499,83 @@ plx_status_t core_request_json(plx_request_t *r, json_t **out)
     }
     *out = r->json;
     return PLX_OK;
+}
+
+/* ---- multipart/form-data ---------------------------------------------------- */
+
+/* A framing or bound problem: answered, and the connection is not reused
+ * because the rest of the body stays unread. */
+static plx_status_t multipart_refuse(plx_request_t *r, plx_status_t st,
+                                     const char *detail)
+{
+    r->no_keep_alive = true;
+    if (st == PLX_ERR_TOO_LARGE)
+        http_reply_problem(r, 413, "body_too_large", NULL, 0, detail);
+    else if (st == PLX_ERR_INVALID)
+        http_reply_problem(r, 400, "invalid_multipart", NULL, 0, detail);
+    return st;
+}
+
+/* Read the body from the connection in pieces and feed the parser. */
+static plx_status_t multipart_pump(plx_request_t *r, core_mp_t *mp)
+{
+    char buf[BODY_READ_STEP];
+    long long cl = r->ri->content_length;
+    plx_status_t st;
+
+    for (;;) {
+        int n = mg_read(r->conn, buf, sizeof buf);
+        if (n < 0)
+            return multipart_refuse(r, PLX_ERR_INVALID,
+                                    "the request body could not be read");
+        if (n == 0)
+            break;
+        if ((st = core_mp_feed(mp, buf, (size_t)n)) == PLX_OK)
+            continue;
+        /* the parser's own errors carry a detail; a callback's do not */
+        if (core_mp_error(mp)[0])
+            return multipart_refuse(r, st, core_mp_error(mp));
+        r->no_keep_alive = true;
+        return st;
+    }
+    if (cl >= 0 && core_mp_total(mp) != (unsigned long long)cl)
+        return multipart_refuse(r, PLX_ERR_INVALID,
+                                "the request body ended before its Content-Length");
+    st = core_mp_finish(mp);
+    return st == PLX_OK ? st : multipart_refuse(r, st, core_mp_error(mp));
+}
+
+plx_status_t core_request_multipart(plx_request_t *r,
+                                    const plx_multipart_t *spec, void *arg)
+{
+    char boundary[CORE_MP_BOUNDARY_MAX + 1], err[160];
+
+    if (!r || !r->conn || !spec || spec->size < sizeof(spec->size))
+        return PLX_ERR_INVALID;
+    if (r->body_done) {
+        /* a module bug, not the client's: the bytes are gone */
+        core_log(PLX_LOG_ERROR, "core", r->id, "plx_request_multipart on "
+                 "\"%s %s\": the body was already read", r->method, r->path);
+        return PLX_ERR_INTERNAL;
+    }
+    /* whatever happens, the body is consumed: plx_request_body is refused */
+    r->body_done = true;
+    r->body_status = PLX_ERR_INVALID;
+
+    if (core_mp_boundary(core_request_header(r, "Content-Type"), boundary,
+                         err, sizeof err) != PLX_OK)
+        return multipart_refuse(r, PLX_ERR_INVALID, err);
+
+    core_mp_t *mp = core_mp_new(spec, boundary, arg);
+    if (!mp)
+        return PLX_ERR_NOMEM;
+    long long cl = r->ri->content_length;
+    plx_status_t st = cl >= 0 && (unsigned long long)cl > core_mp_max_total(mp)
+        ? multipart_refuse(r, PLX_ERR_TOO_LARGE, "the request body is larger "
+                           "than the upload allows")
+        : multipart_pump(r, mp);
+    core_mp_free(mp);
+    return st;
 }
 
 /* ---- response headers ------------------------------------------------------ */

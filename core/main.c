@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "db.h"
 #include "http.h"
+#include "http_client.h"
 #include "identity/identity.h"
 #include "jobs.h"
 #include "loader.h"
@@ -153,7 +154,8 @@ static bool prepare(const options_t *o)
     /* only a server (and a check of its configuration) needs the signing
      * and sealing keys; migrate, modules and create-admin run without */
     bool keys = o->command == CMD_SERVE || o->check_config;
-    if (!core_db_setup(core_cfg) || !core_identity_setup(core_cfg, keys))
+    if (!core_db_setup(core_cfg) || !core_identity_setup(core_cfg, keys) ||
+        !core_http_client_setup(core_cfg))
         return false;
     return core_modules_load(core_cfg, module_dir());
 }

@@ -83,6 +83,24 @@ tests_unit_test_migrate_SOURCES = tests/unit/test_migrate.c $(CORE_SOURCES)
 tests_unit_test_migrate_CFLAGS = $(test_cflags)
 tests_unit_test_migrate_LDADD = $(test_libs) tests/support/libplxtest.la
 
+# ---- outbound HTTP guard, sealed secrets, multipart parser (pure parts) --
+NET_UNIT_TESTS = tests/unit/test_netaddr tests/unit/test_secrets \
+	tests/unit/test_multipart
+check_PROGRAMS += $(NET_UNIT_TESTS)
+TESTS += $(NET_UNIT_TESTS)
+tests_unit_test_netaddr_SOURCES = tests/unit/test_netaddr.c core/netaddr.c \
+	core/util.c core/log.c
+tests_unit_test_netaddr_CFLAGS = $(test_cflags)
+tests_unit_test_netaddr_LDADD = $(test_libs)
+tests_unit_test_secrets_SOURCES = tests/unit/test_secrets.c core/secrets.c \
+	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
+tests_unit_test_secrets_CFLAGS = $(test_cflags)
+tests_unit_test_secrets_LDADD = $(test_libs)
+tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c \
+	core/multipart.c core/util.c core/log.c
+tests_unit_test_multipart_CFLAGS = $(test_cflags)
+tests_unit_test_multipart_LDADD = $(test_libs)
+
 # ---- test plugins: each a shared object loaded by the loader tests -------
 test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \
 	-export-symbols-regex '^plx_module_info$$' $(AM_LDFLAGS)
@@ -137,6 +155,13 @@ tests_plugins_authz_probe_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_example_la_SOURCES = tests/plugins/example/example.c
 tests_plugins_example_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_example_la_LDFLAGS = $(test_plugin_ldflags)
+
+# ---- netprobe: drives the outbound HTTP client and the multipart reader --
+check_LTLIBRARIES += tests/plugins/netprobe.la
+tests_plugins_netprobe_la_SOURCES = tests/plugins/netprobe.c
+tests_plugins_netprobe_la_CFLAGS = $(test_plugin_cflags) $(OPENSSL_CFLAGS)
+tests_plugins_netprobe_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_netprobe_la_LIBADD = $(OPENSSL_LIBS)
 
 # ---- integration tests: a real plexusd, a real PostgreSQL, HTTP and WS ---
 INTEGRATION_TESTS = tests/integration/test_http tests/integration/test_streams \
@@ -194,6 +219,19 @@ INTEGRATION_TESTS += tests/integration/test_route_authz
 tests_integration_test_route_authz_SOURCES = tests/integration/test_route_authz.c
 tests_integration_test_route_authz_CFLAGS = $(itest_cflags)
 tests_integration_test_route_authz_LDADD = $(itest_libs)
+
+# outbound HTTP (request-forgery guard, timeouts, redirects, streaming)
+# against a loopback server of the test's own, and multipart uploads
+NET_INTEGRATION_TESTS = tests/integration/test_http_client \
+	tests/integration/test_uploads
+check_PROGRAMS += $(NET_INTEGRATION_TESTS)
+TESTS += $(NET_INTEGRATION_TESTS)
+tests_integration_test_http_client_SOURCES = tests/integration/test_http_client.c
+tests_integration_test_http_client_CFLAGS = $(itest_cflags)
+tests_integration_test_http_client_LDADD = $(itest_libs)
+tests_integration_test_uploads_SOURCES = tests/integration/test_uploads.c
+tests_integration_test_uploads_CFLAGS = $(itest_cflags) $(OPENSSL_CFLAGS)
+tests_integration_test_uploads_LDADD = $(itest_libs) $(OPENSSL_LIBS)
 
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server

@@ -89,6 +89,16 @@ plx_status_t identity_seal(const unsigned char *plain, size_t len, char **out);
  * or the key id is unknown */
 plx_status_t identity_unseal(const char *sealed, unsigned char **plain,
                              size_t *len);
+/* The same with additional data bound to the value (at most
+ * IDENTITY_SEAL_AD_MAX bytes): it opens only with the same ad. *stale
+ * (may be NULL) tells that an old key opened it. */
+#define IDENTITY_SEAL_AD_MAX 1024
+plx_status_t identity_seal_ad(const void *ad, size_t adlen,
+                              const unsigned char *plain, size_t len,
+                              char **out);
+plx_status_t identity_unseal_ad(const char *sealed, const void *ad,
+                                size_t adlen, unsigned char **plain,
+                                size_t *len, bool *stale);
 
 /* ---- token.c: random tokens and digests -------------------------------- */
 

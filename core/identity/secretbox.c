@@ -24,6 +24,7 @@
 #define BOX_TAG       16
 /* secrets at rest are small; this keeps every length far from INT_MAX */
 #define BOX_MAX_PLAIN (1024 * 1024)
+#define BOX_AD_MAX    (BOX_ID_MAX + 1 + IDENTITY_SEAL_AD_MAX)
 
 typedef struct box_key {
     char id[BOX_ID_MAX + 1];
@@ -89,8 +90,23 @@ void identity_secretbox_reset(void)
     box_current = -1;
 }
 
+/* the GCM additional data: the key id, then NUL and ad when there is ad */
+static size_t box_ad(const box_key_t *k, const void *ad, size_t adlen,
+                     unsigned char out[BOX_AD_MAX])
+{
+    size_t idlen = strlen(k->id);
+
+    memcpy(out, k->id, idlen);
+    if (!ad)
+        return idlen;
+    out[idlen] = '\0';
+    memcpy(out + idlen + 1, ad, adlen);
+    return idlen + 1 + adlen;
+}
+
 /* nonce | ciphertext | tag into out (len + 28 bytes) */
-static bool gcm_seal(const box_key_t *k, const unsigned char *plain, size_t len,
+static bool gcm_seal(const box_key_t *k, const unsigned char *ad,
+                     size_t adlen, const unsigned char *plain, size_t len,
                      unsigned char *out)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -100,8 +116,7 @@ static bool gcm_seal(const box_key_t *k, const unsigned char *plain, size_t len,
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, BOX_NONCE,
                             NULL) == 1 &&
         EVP_EncryptInit_ex(ctx, NULL, NULL, k->key, out) == 1 &&
-        EVP_EncryptUpdate(ctx, NULL, &n, (const unsigned char *)k->id,
-                          (int)strlen(k->id)) == 1 &&
+        EVP_EncryptUpdate(ctx, NULL, &n, ad, (int)adlen) == 1 &&
         EVP_EncryptUpdate(ctx, out + BOX_NONCE, &n, plain, (int)len) == 1 &&
         EVP_EncryptFinal_ex(ctx, out + BOX_NONCE + n, &fin) == 1 &&
         (size_t)(n + fin) == len &&
@@ -113,10 +128,19 @@ static bool gcm_seal(const box_key_t *k, const unsigned char *plain, size_t len,
 
 plx_status_t identity_seal(const unsigned char *plain, size_t len, char **out)
 {
-    if (!out || (!plain && len))
+    return identity_seal_ad(NULL, 0, plain, len, out);
+}
+
+plx_status_t identity_seal_ad(const void *ad, size_t adlen,
+                              const unsigned char *plain, size_t len,
+                              char **out)
+{
+    unsigned char adbuf[BOX_AD_MAX];
+
+    if (!out || (!plain && len) || (!ad && adlen))
         return PLX_ERR_INVALID;
     *out = NULL;
-    if (len > BOX_MAX_PLAIN)
+    if (len > BOX_MAX_PLAIN || adlen > IDENTITY_SEAL_AD_MAX)
         return PLX_ERR_TOO_LARGE;
     if (box_current < 0)
         return PLX_ERR_INTERNAL;   /* no key configured: a setup bug */
@@ -132,7 +156,9 @@ plx_status_t identity_seal(const unsigned char *plain, size_t len, char **out)
         free(text);
         return PLX_ERR_NOMEM;
     }
-    if (!gcm_seal(k, plain ? plain : (const unsigned char *)"", len, raw)) {
+    size_t adn = box_ad(k, ad, adlen, adbuf);
+    if (!gcm_seal(k, adbuf, adn, plain ? plain : (const unsigned char *)"",
+                  len, raw)) {
         free(raw);
         free(text);
         return PLX_ERR_INTERNAL;
@@ -146,8 +172,9 @@ plx_status_t identity_seal(const unsigned char *plain, size_t len, char **out)
 }
 
 /* raw = nonce | ciphertext | tag; plain gets rawlen - 28 bytes */
-static bool gcm_open(const box_key_t *k, const unsigned char *raw,
-                     size_t rawlen, unsigned char *plain)
+static bool gcm_open(const box_key_t *k, const unsigned char *ad,
+                     size_t adlen, const unsigned char *raw, size_t rawlen,
+                     unsigned char *plain)
 {
     size_t ctlen = rawlen - BOX_NONCE - BOX_TAG;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -157,8 +184,7 @@ static bool gcm_open(const box_key_t *k, const unsigned char *raw,
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, BOX_NONCE,
                             NULL) == 1 &&
         EVP_DecryptInit_ex(ctx, NULL, NULL, k->key, raw) == 1 &&
-        EVP_DecryptUpdate(ctx, NULL, &n, (const unsigned char *)k->id,
-                          (int)strlen(k->id)) == 1 &&
+        EVP_DecryptUpdate(ctx, NULL, &n, ad, (int)adlen) == 1 &&
         EVP_DecryptUpdate(ctx, plain, &n, raw + BOX_NONCE, (int)ctlen) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, BOX_TAG,
                             (void *)(raw + BOX_NONCE + ctlen)) == 1 &&
@@ -171,10 +197,23 @@ static bool gcm_open(const box_key_t *k, const unsigned char *raw,
 plx_status_t identity_unseal(const char *sealed, unsigned char **plain,
                              size_t *len)
 {
-    if (!sealed || !plain || !len)
+    return identity_unseal_ad(sealed, NULL, 0, plain, len, NULL);
+}
+
+plx_status_t identity_unseal_ad(const char *sealed, const void *ad,
+                                size_t adlen, unsigned char **plain,
+                                size_t *len, bool *stale)
+{
+    unsigned char adbuf[BOX_AD_MAX];
+
+    if (!sealed || !plain || !len || (!ad && adlen))
         return PLX_ERR_INVALID;
     *plain = NULL;
     *len = 0;
+    if (stale)
+        *stale = false;
+    if (adlen > IDENTITY_SEAL_AD_MAX)
+        return PLX_ERR_AUTH;
 
     const char *colon = strchr(sealed, ':');
     if (!colon)
@@ -202,7 +241,8 @@ plx_status_t identity_unseal(const char *sealed, unsigned char **plain,
         free(raw);
         return PLX_ERR_NOMEM;
     }
-    if (!gcm_open(k, raw, (size_t)rawlen, pt)) {
+    size_t adn = box_ad(k, ad, adlen, adbuf);
+    if (!gcm_open(k, adbuf, adn, raw, (size_t)rawlen, pt)) {
         identity_wipe(pt, ptlen + 1);
         free(pt);
         free(raw);
@@ -212,5 +252,7 @@ plx_status_t identity_unseal(const char *sealed, unsigned char **plain,
     pt[ptlen] = '\0';   /* convenience for text secrets; not counted */
     *plain = pt;
     *len = ptlen;
+    if (stale)
+        *stale = box_current < 0 || k != &box_keys[box_current];
     return PLX_OK;
 }

@@ -387,7 +387,9 @@ typedef struct plx_http_resp plx_http_resp_t;   /* opaque, owned by the caller *
 typedef struct plx_part {
     uint32_t    size;
     const char *name;          /* the form field name */
-    const char *filename;      /* NULL for a plain field */
+    const char *filename;      /* NULL for a plain field; as the client
+                                * sent it (valid UTF-8, may hold "/" or
+                                * ".."): never a path to use as is */
     const char *content_type;  /* "text/plain" when the part gave none */
 } plx_part_t;
 
@@ -766,7 +768,12 @@ struct plx_api {
      * response, freed with http_resp_free. Errors: PLX_ERR_TIMEOUT,
      * PLX_ERR_UPSTREAM (connection failed or refused),
      * PLX_ERR_TOO_LARGE, PLX_ERR_GONE (cancelled), PLX_ERR_INVALID (bad
-     * URL or scheme). Blocks the calling thread up to total_timeout_ms. */
+     * URL or scheme, a header line holding CR or LF, a method that is not
+     * upper-case letters). More redirects than max_redirects (at most 20),
+     * a redirect to another scheme, or more than 100 response headers or
+     * 64 KiB of them: PLX_ERR_UPSTREAM. Nothing is shared between calls
+     * (no connection reuse, no cookies). Blocks the calling thread up to
+     * total_timeout_ms. */
     plx_status_t (*http_request)(plx_module_t *m, const char *method,
                                  const char *url, const char *const *headers,
                                  const void *body, size_t len,
