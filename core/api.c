@@ -83,7 +83,7 @@ static const plx_api_t api = {
     .hook_add = core_hook_add,
     .hook_run = core_hook_run,
     .event_subscribe = core_event_subscribe,
-    .event_emit = core_event_emit,
+    .event_emit = core_event_publish,
     .service_register = core_service_register,
     .service_get = core_service_get,
 
@@ -153,6 +153,15 @@ static const plx_api_t api = {
 
     .sse_comment = core_sse_comment,
     .error_format_add = core_error_format_add,
+
+    /* 1.4: transactions, LISTEN/NOTIFY, durable events, jobs */
+    .db_tx = core_db_tx,
+    .db_listen = core_db_listen,
+    .db_notify = core_db_notify,
+    .event_emit_tx = core_event_emit_tx,
+    .event_subscribe_durable = core_event_subscribe_durable,
+    .job_lease_renew = core_job_lease_renew,
+    .job_recurring_add = core_job_recurring_add,
 };
 
 const plx_api_t *core_api(void)

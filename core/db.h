@@ -58,4 +58,25 @@ void core_db_stats(core_db_stats_t *out);
 /* A dedicated connection outside the pool (migrations, LISTEN). */
 PGconn *core_db_connect_direct(void);
 
+/* Transactions (db_tx): see plx_api_t. */
+plx_status_t core_db_tx(plx_request_t *r, plx_isolation_t iso, plx_tx_fn fn,
+                        void *arg);
+/* c was handed out by core_db_tx and its function is running */
+bool core_db_in_tx(const plx_db_conn_t *c);
+/* Queue run(arg) for after the COMMIT of c's transaction (c inside
+ * core_db_tx); drop(arg) (may be NULL) runs last whether it committed or
+ * not, and frees arg. At most 1,024 per transaction: PLX_ERR_TOO_LARGE;
+ * PLX_ERR_INVALID outside db_tx. Nothing is queued on failure. */
+plx_status_t core_db_after_commit(plx_db_conn_t *c, void (*run)(void *arg),
+                                  void (*drop)(void *arg), void *arg);
+
+/* listen.c: LISTEN/NOTIFY over one core connection (see there) */
+bool core_db_channel_valid(const char *channel);
+plx_status_t core_db_listen(plx_module_t *m, const char *channel,
+                            plx_notify_fn fn, void *arg);
+plx_status_t core_db_notify(plx_db_conn_t *c, const char *channel,
+                            const char *payload);
+bool core_listen_start(void);   /* no-op when nothing listens */
+void core_listen_stop(void);
+
 #endif

@@ -224,7 +224,7 @@ static int serve(void)
         return EXIT_FAILURE;
     if (!core_modules_start())
         return EXIT_FAILURE;
-    if (!core_jobs_start(core_cfg))
+    if (!core_jobs_start(core_cfg) || !core_listen_start())
         return EXIT_FAILURE;
     if (!core_http_start(core_cfg))
         return EXIT_FAILURE;
@@ -268,6 +268,7 @@ static int run(const options_t *o)
 
 static void teardown(void)
 {
+    core_listen_stop();
     core_jobs_stop();
     core_modules_stop();
     core_identity_shutdown();
