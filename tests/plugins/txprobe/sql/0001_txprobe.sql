@@ -1,0 +1,40 @@
+-- txprobe: what the transaction, event and job probes record
+CREATE SCHEMA IF NOT EXISTS txprobe;
+
+CREATE TABLE txprobe.items (
+    id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE TABLE txprobe.counter (
+    id integer PRIMARY KEY,
+    n  integer NOT NULL
+);
+INSERT INTO txprobe.counter VALUES (1, 0);
+
+CREATE TABLE txprobe.deliveries (
+    event_id text NOT NULL,
+    topic    text NOT NULL,
+    value    text,
+    job_id   uuid NOT NULL
+);
+
+CREATE TABLE txprobe.lease_results (
+    job_id    uuid PRIMARY KEY,
+    first     text NOT NULL,
+    second    text NOT NULL,
+    lease_s   double precision NOT NULL
+);
+
+CREATE TABLE txprobe.wakes (
+    job_id   uuid PRIMARY KEY,
+    instance text NOT NULL,
+    ran_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE txprobe.ticks (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    instance   text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    ended_at   timestamptz
+);
