@@ -5,8 +5,13 @@
  * and enqueue jobs with a JSON payload. The rows live in PostgreSQL, so
  * any instance may run any job, and a crashed instance's jobs come back.
  *
- * A pool of [jobs] workers threads polls every poll_interval (an enqueue in
- * this process wakes one early). A worker claims one due row in a single
+ * A pool of [jobs] workers threads polls every poll_interval. Every
+ * enqueue also NOTIFYs plexus.jobs (at COMMIT when it is part of a db_tx
+ * transaction); the core's listener (listen.c) wakes an idle worker on
+ * each notification, so a job enqueued on any instance starts at once
+ * wherever a worker is free, and polling is only the fallback (a
+ * notification lost while the listener reconnects, delayed jobs, retries).
+ * A worker claims one due row in a single
  * autocommitted UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED
  * LIMIT 1): the row becomes running with attempts + 1 and a lease
  * (locked_until = now() + lease). The handler then runs with no
@@ -18,6 +23,11 @@
  *
  * Only rows whose handler is registered in this process are claimed; the
  * others stay queued for an instance that has them, and are logged once.
+ *
+ * A unique_key makes an enqueue idempotent: the partial unique index on
+ * (handler, unique_key) lets the insert do nothing when the key exists,
+ * and the caller learns the first job's id. Recurring jobs: see their
+ * section below.
  */
 #include "config.h"
 #include "core.h"
