@@ -653,11 +653,23 @@ static const char settle_sql[] =
     " LEFT JOIN d ON d.quota_id = k.quota_id AND d.period_start = k.period_start"
     " WHERE c.quota_id = k.quota_id AND c.period_start = k.period_start";
 
-static plx_status_t settle_tx(plx_db_conn_t *c, const ai_reservation_t *r,
-                              long tokens, double cost)
+typedef struct settle_arg {
+    const char *const *lock;
+    const char *const *params;
+} settle_arg_t;
+
+static plx_status_t settle_fn(plx_db_conn_t *c, void *arg)
+{
+    const settle_arg_t *a = arg;
+    plx_status_t st = plx_db_exec(c, settle_lock_sql, 2, a->lock, NULL);
+
+    return st == PLX_OK ? plx_db_exec(c, settle_sql, 5, a->params, NULL) : st;
+}
+
+static plx_status_t settle_tx(const ai_reservation_t *r, long tokens,
+                              double cost)
 {
     char ids[200], periods[200], ttext[24], ctext[64];
-    plx_status_t st;
 
     res_array(r, true, ids, sizeof ids);
     res_array(r, false, periods, sizeof periods);
@@ -665,30 +677,17 @@ static plx_status_t settle_tx(plx_db_conn_t *c, const ai_reservation_t *r,
     cost_text(cost, ctext);
     const char *lock[] = { ids, periods };
     const char *params[] = { r->id, ids, periods, ttext, ctext };
-    if ((st = exec0(c, "BEGIN")) != PLX_OK)
-        return st;
-    if ((st = plx_db_exec(c, settle_lock_sql, 2, lock, NULL)) != PLX_OK
-        || (st = plx_db_exec(c, settle_sql, 5, params, NULL)) != PLX_OK
-        || (st = exec0(c, "COMMIT")) != PLX_OK) {
-        (void)exec0(c, "ROLLBACK");
-        return st;
-    }
-    return PLX_OK;
+    settle_arg_t a = { lock, params };
+    return plx_db_tx(NULL, PLX_TX_READ_COMMITTED, settle_fn, &a);
 }
 
 plx_status_t ai_quota_settle(ai_reservation_t *res, long tokens, double cost)
 {
-    plx_db_conn_t *c;
     plx_status_t st;
 
     if (!res)
         return PLX_OK;
-    if (!(c = plx_db_acquire(0))) {
-        st = PLX_ERR_DB;
-    } else {
-        st = settle_tx(c, res, tokens, cost);
-        plx_db_release(c);
-    }
+    st = settle_tx(res, tokens, cost);
     if (st != PLX_OK) {
         /* the reservation is released when it expires; the usage row
          * still records the call */
