@@ -196,6 +196,13 @@ static void wait_deliveries(const char *value, long long n)
     }
 }
 
+static long long item_jobs(const char *value)
+{
+    const char *params[1] = { value };
+    return sql_num("SELECT count(*) FROM plexus.jobs WHERE handler ="
+                   " 'txprobe.noop' AND unique_key = 'item:' || $1", 1, params);
+}
+
 static long long counter(void)
 {
     return sql_num("SELECT n FROM txprobe.counter WHERE id = 1", 0, NULL);
@@ -227,6 +234,8 @@ static void test_commit_publishes(void **state)
     plxt_sleep_ms(300);
     assert_int_equal(deliveries("c1"), 1);
     assert_int_equal(durable_jobs("c1"), 1);
+    /* the job enqueued on the transaction's connection exists */
+    assert_int_equal(item_jobs("c1"), 1);
     /* and only in-process on the instance that emitted */
     assert_false(seen(srv_c, "events", "c1"));
 }
@@ -259,6 +268,53 @@ static void test_rollback_publishes_nothing(void **state)
     assert_false(seen(srv_c, "notifies", "r1"));
     assert_int_equal(durable_jobs("r1"), 0);
     assert_int_equal(deliveries("r1"), 0);
+    assert_int_equal(item_jobs("r1"), 0);
+    assert_int_equal(item_jobs("r1-after"), 1);
+}
+
+/* COMMIT itself fails (a deferred unique constraint): rolled back, the
+ * constraint's status returned, nothing published */
+static void test_failed_commit_publishes_nothing(void **state)
+{
+    long status;
+    const char *params[1] = { "d1" };
+
+    (void)state;
+    json_t *j = post(srv_a, "/api/v1/txprobe/commit",
+                     "{\"value\":\"d1\",\"commit_fail\":true}", &status);
+    assert_int_equal(status, 409);
+    assert_string_equal(json_string_value(json_object_get(j, "code")),
+                        "rolled_back");
+    json_decref(j);
+    j = post(srv_a, "/api/v1/txprobe/commit", "{\"value\":\"d1-after\"}",
+             &status);
+    assert_int_equal(status, 200);
+    json_decref(j);
+    wait_seen(srv_b, "notifies", "d1-after");
+    wait_deliveries("d1-after", 1);
+    assert_int_equal(sql_num("SELECT count(*) FROM txprobe.items"
+                             " WHERE value = $1", 1, params), 0);
+    assert_int_equal(sql_num("SELECT count(*) FROM txprobe.deferred", 0,
+                             NULL), 0);
+    assert_false(seen(srv_a, "events", "d1"));
+    assert_false(seen(srv_b, "notifies", "d1"));
+    assert_int_equal(durable_jobs("d1"), 0);
+    assert_int_equal(item_jobs("d1"), 0);
+}
+
+/* the transactional entries refuse a connection that is not in db_tx */
+static void test_outside_tx_refused(void **state)
+{
+    long status;
+
+    (void)state;
+    json_t *j = post(srv_a, "/api/v1/txprobe/misuse", NULL, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "emit_tx")),
+                        "invalid input");
+    assert_string_equal(json_string_value(json_object_get(j, "enqueue")),
+                        "invalid input");
+    json_decref(j);
 }
 
 static void test_serialization_retry(void **state)
@@ -506,6 +562,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_publishes),
         cmocka_unit_test(test_rollback_publishes_nothing),
+        cmocka_unit_test(test_failed_commit_publishes_nothing),
+        cmocka_unit_test(test_outside_tx_refused),
         cmocka_unit_test(test_serialization_retry),
         cmocka_unit_test(test_emit_outside_tx),
         cmocka_unit_test(test_unique_key),

@@ -4,10 +4,14 @@
  * integration tests can drive each from outside and read what happened
  * from its tables (txprobe.*) and from GET /api/v1/txprobe/state.
  *
- *   POST /api/v1/txprobe/commit    {"value", "fail"}: db_tx inserting an
- *        item, emitting "txprobe.created" with event_emit_tx and a
- *        db_notify on "txprobe"; "fail": the function then returns
- *        PLX_ERR_CONFLICT (409 rolled_back)
+ *   POST /api/v1/txprobe/commit    {"value", "fail", "commit_fail"}: db_tx
+ *        inserting an item, emitting "txprobe.created" with event_emit_tx,
+ *        a db_notify on "txprobe" and enqueueing a job on the transaction
+ *        (unique_key "item:<value>"); "fail": the function then returns
+ *        PLX_ERR_CONFLICT (409 rolled_back); "commit_fail": it breaks a
+ *        deferred constraint, so COMMIT fails (409 rolled_back)
+ *   POST /api/v1/txprobe/misuse    event_emit_tx and job_enqueue with a
+ *        connection that is not in db_tx: both statuses
  *   POST /api/v1/txprobe/conflict  {"times", "iso"}: a REPEATABLE READ (or
  *        SERIALIZABLE) transaction whose row is updated from another
  *        connection during its first "times" runs: 40001, retried
@@ -117,6 +121,7 @@ static const char *body_string(plx_request_t *r, json_t *body,
 typedef struct commit_arg {
     const char *value;
     int         fail;
+    int         commit_fail;
     int         runs;
 } commit_arg_t;
 
@@ -139,6 +144,19 @@ static plx_status_t commit_fn(plx_db_conn_t *c, void *argp)
     st = plx_db_notify(c, "txprobe", a->value);
     if (st != PLX_OK)
         return st;
+    char key[256];
+    snprintf(key, sizeof key, "item:%s", a->value);
+    plx_job_opts_t o = { .size = sizeof o, .conn = c, .unique_key = key };
+    st = plx_job_enqueue(self, "txprobe.noop", NULL, &o, NULL);
+    if (st != PLX_OK)
+        return st;
+    if (a->commit_fail) {
+        params[0] = "same";
+        for (int i = 0; i < 2 && st == PLX_OK; i++)
+            st = plx_db_exec(c, "INSERT INTO txprobe.deferred VALUES ($1)", 1,
+                             params, NULL);
+        return st;
+    }
     return a->fail ? PLX_ERR_CONFLICT : PLX_OK;
 }
 
@@ -152,6 +170,7 @@ static plx_status_t commit(plx_request_t *r, void *arg)
     if (!(body = body_object(r)) || !(a.value = body_string(r, body, "value")))
         return PLX_OK;
     a.fail = json_is_true(json_object_get(body, "fail"));
+    a.commit_fail = json_is_true(json_object_get(body, "commit_fail"));
     st = plx_db_tx(r, PLX_TX_READ_COMMITTED, commit_fn, &a);
     if (st == PLX_ERR_CONFLICT)
         return plx_reply_problem(r, 409, "rolled_back", "rolled back after "
@@ -209,6 +228,24 @@ static plx_status_t conflict(plx_request_t *r, void *arg)
     return plx_reply_json(r, 200, json_pack("{s:s, s:i}", "status",
                                             plx_status_str(st), "runs",
                                             a.runs));
+}
+
+/* a connection from db_acquire is not a db_tx transaction */
+static plx_status_t misuse(plx_request_t *r, void *arg)
+{
+    plx_db_conn_t *c = plx_db_acquire(0);
+    plx_status_t emit_st, enqueue_st;
+
+    (void)arg;
+    if (!c)
+        return PLX_ERR_DB;
+    emit_st = plx_event_emit_tx(c, "txprobe.created", NULL);
+    plx_job_opts_t o = { .size = sizeof o, .conn = c };
+    enqueue_st = plx_job_enqueue(self, "txprobe.noop", NULL, &o, NULL);
+    plx_db_release(c);
+    return plx_reply_json(r, 200, json_pack("{s:s, s:s}",
+                                            "emit_tx", plx_status_str(emit_st),
+                                            "enqueue", plx_status_str(enqueue_st)));
 }
 
 /* ---- events and notifications ---------------------------------------------- */
@@ -398,6 +435,7 @@ static plx_status_t txprobe_init(plx_module_t *m)
     if (plx_route_add(m, "POST", "/api/v1/txprobe/commit", commit, NULL, o)
         || plx_route_add(m, "POST", "/api/v1/txprobe/conflict", conflict, NULL, o)
         || plx_route_add(m, "POST", "/api/v1/txprobe/emit", emit, NULL, o)
+        || plx_route_add(m, "POST", "/api/v1/txprobe/misuse", misuse, NULL, o)
         || plx_route_add(m, "POST", "/api/v1/txprobe/notify", notify, NULL, o)
         || plx_route_add(m, "POST", "/api/v1/txprobe/unique", unique, NULL, o)
         || plx_route_add(m, "POST", "/api/v1/txprobe/lease", enqueue_route,

@@ -38,3 +38,10 @@ CREATE TABLE txprobe.ticks (
     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     ended_at   timestamptz
 );
+
+-- checked only at COMMIT: two equal keys in one transaction make the
+-- COMMIT itself fail
+CREATE TABLE txprobe.deferred (
+    k text NOT NULL,
+    CONSTRAINT deferred_k_key UNIQUE (k) DEFERRABLE INITIALLY DEFERRED
+);
