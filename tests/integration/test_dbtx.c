@@ -302,6 +302,32 @@ static void test_failed_commit_publishes_nothing(void **state)
     assert_int_equal(item_jobs("d1"), 0);
 }
 
+/* The session ends during COMMIT: the outcome cannot be known, so db_tx
+ * says PLX_ERR_DB (503), drops the connection and publishes nothing;
+ * the next transaction runs on a new connection. */
+static void test_commit_outcome_unknown(void **state)
+{
+    long status;
+    const char *params[1] = { "u1" };
+
+    (void)state;
+    json_t *j = post(srv_a, "/api/v1/txprobe/commit",
+                     "{\"value\":\"u1\",\"commit_kill\":true}", &status);
+    assert_int_equal(status, 503);
+    json_decref(j);
+    assert_true(plxt_server_log_wait(srv_a, "the outcome is unknown", 2000));
+    j = post(srv_a, "/api/v1/txprobe/commit", "{\"value\":\"u1-after\"}",
+             &status);
+    assert_int_equal(status, 200);
+    json_decref(j);
+    wait_seen(srv_b, "notifies", "u1-after");
+    /* here the server did roll it back */
+    assert_int_equal(sql_num("SELECT count(*) FROM txprobe.items"
+                             " WHERE value = $1", 1, params), 0);
+    assert_false(seen(srv_a, "events", "u1"));
+    assert_false(seen(srv_b, "notifies", "u1"));
+}
+
 /* the transactional entries refuse a connection that is not in db_tx */
 static void test_outside_tx_refused(void **state)
 {
@@ -563,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_commit_publishes),
         cmocka_unit_test(test_rollback_publishes_nothing),
         cmocka_unit_test(test_failed_commit_publishes_nothing),
+        cmocka_unit_test(test_commit_outcome_unknown),
         cmocka_unit_test(test_outside_tx_refused),
         cmocka_unit_test(test_serialization_retry),
         cmocka_unit_test(test_emit_outside_tx),

@@ -9,7 +9,8 @@
  *        a db_notify on "txprobe" and enqueueing a job on the transaction
  *        (unique_key "item:<value>"); "fail": the function then returns
  *        PLX_ERR_CONFLICT (409 rolled_back); "commit_fail": it breaks a
- *        deferred constraint, so COMMIT fails (409 rolled_back)
+ *        deferred constraint, so COMMIT fails (409 rolled_back);
+ *        "commit_kill": the session ends during COMMIT (503)
  *   POST /api/v1/txprobe/misuse    event_emit_tx and job_enqueue with a
  *        connection that is not in db_tx: both statuses
  *   POST /api/v1/txprobe/conflict  {"times", "iso"}: a REPEATABLE READ (or
@@ -122,6 +123,7 @@ typedef struct commit_arg {
     const char *value;
     int         fail;
     int         commit_fail;
+    int         commit_kill;
     int         runs;
 } commit_arg_t;
 
@@ -150,6 +152,9 @@ static plx_status_t commit_fn(plx_db_conn_t *c, void *argp)
     st = plx_job_enqueue(self, "txprobe.noop", NULL, &o, NULL);
     if (st != PLX_OK)
         return st;
+    if (a->commit_kill)
+        return plx_db_exec(c, "INSERT INTO txprobe.doomed VALUES (1)", 0,
+                           NULL, NULL);
     if (a->commit_fail) {
         params[0] = "same";
         for (int i = 0; i < 2 && st == PLX_OK; i++)
@@ -171,6 +176,7 @@ static plx_status_t commit(plx_request_t *r, void *arg)
         return PLX_OK;
     a.fail = json_is_true(json_object_get(body, "fail"));
     a.commit_fail = json_is_true(json_object_get(body, "commit_fail"));
+    a.commit_kill = json_is_true(json_object_get(body, "commit_kill"));
     st = plx_db_tx(r, PLX_TX_READ_COMMITTED, commit_fn, &a);
     if (st == PLX_ERR_CONFLICT)
         return plx_reply_problem(r, 409, "rolled_back", "rolled back after "

@@ -45,3 +45,15 @@ CREATE TABLE txprobe.deferred (
     k text NOT NULL,
     CONSTRAINT deferred_k_key UNIQUE (k) DEFERRABLE INITIALLY DEFERRED
 );
+
+-- a row here ends the session during COMMIT (a deferred trigger that
+-- terminates its own backend): the client cannot tell whether it committed
+CREATE TABLE txprobe.doomed (id integer);
+CREATE FUNCTION txprobe.end_session() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_terminate_backend(pg_backend_pid());
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER doomed_at_commit AFTER INSERT ON txprobe.doomed
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION txprobe.end_session();
