@@ -531,39 +531,49 @@ static void res_array(const ai_reservation_t *r, bool ids, char *out, size_t len
     out[o] = '\0';
 }
 
-static plx_status_t reserve_tx(plx_db_conn_t *c, const plx_db_res_t *qs,
-                               long tokens, double cost, ai_reservation_t *r,
-                               char *why, size_t whylen)
+typedef struct reserve_arg {
+    const plx_db_res_t     *qs;
+    const ai_reservation_t *r;
+    const char             *tokens, *cost;
+    const char *const      *params;   /* of reservation_sql */
+    char                   *why;
+    size_t                  whylen;
+} reserve_arg_t;
+
+static plx_status_t reserve_fn(plx_db_conn_t *c, void *arg)
 {
-    char ttext[24], ctext[64], ttl[24], ids[200], periods[200];
+    const reserve_arg_t *a = arg;
+    const plx_db_res_t *qs = a->qs;
     plx_status_t st;
 
-    snprintf(ttext, sizeof ttext, "%ld", tokens);
-    cost_text(cost, ctext);
-    snprintf(ttl, sizeof ttl, "%ld", ai_cfg.reservation_ttl_s > 0
-                                     ? ai_cfg.reservation_ttl_s : 900);
-    if ((st = exec0(c, "BEGIN")) != PLX_OK)
-        return st;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < a->r->n; i++) {
         quota_t q = {
             plx_db_value(qs, (int)i, 0), plx_db_value(qs, (int)i, 1),
             plx_db_value(qs, (int)i, 2), plx_db_value(qs, (int)i, 3),
             plx_db_value(qs, (int)i, 4), plx_db_value(qs, (int)i, 5),
         };
-        if ((st = reserve_one(c, &q, ttext, ctext, why, whylen)) != PLX_OK) {
-            (void)exec0(c, "ROLLBACK");
+        if ((st = reserve_one(c, &q, a->tokens, a->cost, a->why, a->whylen))
+            != PLX_OK)
             return st;
-        }
     }
+    return plx_db_exec(c, reservation_sql, 6, a->params, NULL);
+}
+
+static plx_status_t reserve_tx(const plx_db_res_t *qs, long tokens,
+                               double cost, ai_reservation_t *r, char *why,
+                               size_t whylen)
+{
+    char ttext[24], ctext[64], ttl[24], ids[200], periods[200];
+
+    snprintf(ttext, sizeof ttext, "%ld", tokens);
+    cost_text(cost, ctext);
+    snprintf(ttl, sizeof ttl, "%ld", ai_cfg.reservation_ttl_s > 0
+                                     ? ai_cfg.reservation_ttl_s : 900);
     res_array(r, true, ids, sizeof ids);
     res_array(r, false, periods, sizeof periods);
     const char *params[] = { r->id, ids, periods, ttext, ctext, ttl };
-    if ((st = plx_db_exec(c, reservation_sql, 6, params, NULL)) != PLX_OK
-        || (st = exec0(c, "COMMIT")) != PLX_OK) {
-        (void)exec0(c, "ROLLBACK");
-        return st;
-    }
-    return PLX_OK;
+    reserve_arg_t a = { qs, r, ttext, ctext, params, why, whylen };
+    return plx_db_tx(NULL, PLX_TX_READ_COMMITTED, reserve_fn, &a);
 }
 
 /* a failed statement as the contract says: the database is away, or the
@@ -621,9 +631,9 @@ plx_status_t ai_quota_reserve(const char *user_id, const char *team_id,
         copy_str(r->c[i].period_start, sizeof r->c[i].period_start,
                  plx_db_value(qs, (int)i, 5));
     }
-    st = reserve_tx(c, qs, tokens, cost, r, why, whylen);
+    plx_db_release(c);   /* db_tx takes its own */
+    st = reserve_tx(qs, tokens, cost, r, why, whylen);
     plx_db_free(qs);
-    plx_db_release(c);
     if (st != PLX_OK) {
         free(r);
         return db_status(st);
