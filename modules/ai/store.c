@@ -373,11 +373,6 @@ static void cost_human(const char *numeric, char out[48])
         out[--len] = '\0';
 }
 
-static plx_status_t exec0(plx_db_conn_t *c, const char *sql)
-{
-    return plx_db_exec(c, sql, 0, NULL, NULL);
-}
-
 /* the quotas of user and team, in id order, with their current period and
  * a fresh reservation id in column 6 */
 static const char quotas_sql[] =
@@ -733,24 +728,35 @@ static const char sweep_sql[] =
     "  FROM s WHERE c.quota_id = $1::uuid AND c.period_start = $2::date)"
     " SELECT n FROM s";
 
-static long sweep_one(plx_db_conn_t *c, const char *quota, const char *period)
-{
-    const char *params[] = { quota, period };
-    plx_db_res_t *res = NULL;
-    long n = -1;
+typedef struct sweep_arg {
+    const char *const *params;   /* quota, period */
+    long               n;        /* reservations released */
+} sweep_arg_t;
 
-    if (exec0(c, "BEGIN") != PLX_OK)
-        return -1;
-    if (plx_db_exec(c, sweep_lock_sql, 2, params, NULL) == PLX_OK
-        && plx_db_exec(c, sweep_sql, 2, params, &res) == PLX_OK
-        && exec0(c, "COMMIT") == PLX_OK) {
+static plx_status_t sweep_fn(plx_db_conn_t *c, void *arg)
+{
+    sweep_arg_t *a = arg;
+    plx_db_res_t *res = NULL;
+    plx_status_t st = plx_db_exec(c, sweep_lock_sql, 2, a->params, NULL);
+
+    if (st == PLX_OK)
+        st = plx_db_exec(c, sweep_sql, 2, a->params, &res);
+    if (st == PLX_OK) {
         const char *v = plx_db_value(res, 0, 0);
-        n = v ? strtol(v, NULL, 10) : 0;
-    } else {
-        (void)exec0(c, "ROLLBACK");
+        a->n = v ? strtol(v, NULL, 10) : 0;
     }
     plx_db_free(res);
-    return n;
+    return st;
+}
+
+static long sweep_one(const char *quota, const char *period)
+{
+    const char *params[] = { quota, period };
+    sweep_arg_t a = { params, 0 };
+
+    if (plx_db_tx(NULL, PLX_TX_READ_COMMITTED, sweep_fn, &a) != PLX_OK)
+        return -1;
+    return a.n;
 }
 
 void ai_quota_sweep(void)
@@ -766,13 +772,13 @@ void ai_quota_sweep(void)
         plx_db_release(c);
         return;
     }
+    plx_db_release(c);   /* each sweep is a db_tx of its own */
     for (int i = 0; i < plx_db_rows(res); i++) {
-        if ((n = sweep_one(c, plx_db_value(res, i, 0), plx_db_value(res, i, 1))) < 0)
+        if ((n = sweep_one(plx_db_value(res, i, 0), plx_db_value(res, i, 1))) < 0)
             break;
         released += n;
     }
     plx_db_free(res);
-    plx_db_release(c);
     if (released > 0)
         plx_log(ai_module, PLX_LOG_INFO, "released %ld expired quota"
                 " reservation%s", released, released == 1 ? "" : "s");
