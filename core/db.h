@@ -27,8 +27,9 @@ bool core_db_ping(int timeout_ms);        /* SELECT 1 through the pool */
  * PLX_ERR_CONFLICT (SQLSTATE class 23, a constraint violation) *out is set
  * too, with the server's message in core_db_error(); freed the same way.
  * Any other failure leaves *out NULL: PLX_ERR_DB (database away, pool
- * exhausted), PLX_ERR_TIMEOUT (statement_timeout), PLX_ERR_INTERNAL (other
- * SQL errors, logged with their SQLSTATE). core_db_query frees *out when r
+ * exhausted), PLX_ERR_TIMEOUT (statement_timeout), PLX_AGAIN (40001
+ * serialization failure, 40P01 deadlock: run the transaction again),
+ * PLX_ERR_INTERNAL (other SQL errors, logged with their SQLSTATE). core_db_query frees *out when r
  * ends; with r NULL, and always for core_db_exec, the caller frees it. */
 plx_status_t core_db_query(plx_request_t *r, const char *sql, int n,
                            const char *const *params, plx_db_res_t **out);
