@@ -85,7 +85,7 @@ static const plx_api_t api = {
     .hook_add = core_hook_add,
     .hook_run = core_hook_run,
     .event_subscribe = core_event_subscribe,
-    .event_emit = core_event_emit,
+    .event_emit = core_event_publish,
     .service_register = core_service_register,
     .service_get = core_service_get,
 
@@ -173,6 +173,15 @@ static const plx_api_t api = {
     .secret_unseal = core_secret_unseal,
     .mem_free = core_mem_free,
     .request_multipart = core_request_multipart,
+
+    /* 1.4: transactions, LISTEN/NOTIFY, durable events, jobs */
+    .db_tx = core_db_tx,
+    .db_listen = core_db_listen,
+    .db_notify = core_db_notify,
+    .event_emit_tx = core_event_emit_tx,
+    .event_subscribe_durable = core_event_subscribe_durable,
+    .job_lease_renew = core_job_lease_renew,
+    .job_recurring_add = core_job_recurring_add,
 };
 
 const plx_api_t *core_api(void)

@@ -50,6 +50,8 @@
 #define DB_DEADLINE_GRACE   5000    /* ms added to statement_timeout */
 #define DB_URL_MAX          4096
 #define DB_STMT_CACHE       128     /* prepared statements per connection */
+#define DB_TX_ATTEMPTS      5       /* runs of a db_tx function */
+#define DB_AFTER_MAX        1024    /* after-commit items per transaction */
 
 /* One prepared statement, named plx_<id> on the server. */
 struct plx_stmt {
@@ -66,11 +68,24 @@ struct plx_stmt_cache {
     unsigned next_id;  /* unique per connection (session) */
 };
 
+/* Work queued by a transaction for after its COMMIT (db_tx): run is
+ * called once it committed, drop always, last, to free arg. */
+struct db_after {
+    void (*run)(void *arg);
+    void (*drop)(void *arg);
+    void *arg;
+    struct db_after *next;
+};
+
 struct plx_db_conn {
     PGconn *pg;
     bool    in_use;
     bool    broken;    /* drop on release */
+    bool    in_tx;     /* handed to a db_tx function, inside its transaction */
+    bool    retry;     /* 40001/40P01 seen since the transaction began */
     struct plx_stmt_cache stmts;   /* dies with pg */
+    struct db_after *after, *after_tail;   /* in queue order */
+    int     nafter;
 };
 
 /* A thread waiting for a connection; lives on its stack. */
@@ -105,6 +120,8 @@ static struct {
 
 static void wake_head_locked(void);
 static void stmt_cache_clear(struct plx_stmt_cache *sc);
+PLX_STATIC plx_status_t core_db_sqlstate_status(const char *state);
+PLX_STATIC long core_db_tx_pause_ms(int attempt, unsigned rnd);
 
 /* ---- connecting ---------------------------------------------------------- */
 
@@ -573,6 +590,11 @@ void core_db_release(plx_db_conn_t *c)
 {
     if (!c)
         return;
+    if (c->in_tx) {
+        /* db_tx gives it back itself, after COMMIT or ROLLBACK */
+        LOG_ERROR("a db_tx function released its connection; ignored");
+        return;
+    }
     reset_transaction(c);
     pthread_mutex_lock(&pool.lock);
     if (c->broken || !pool.ready)
@@ -890,6 +912,24 @@ static bool sqlstate_breaks_connection(const char *state)
         || sqlstate_is(state, "25006");
 }
 
+/* The status of an error the server reported on a connection that still
+ * works. 40001 (serialization failure) and 40P01 (deadlock) are worth a
+ * retry of the whole transaction: PLX_AGAIN. */
+PLX_STATIC plx_status_t core_db_sqlstate_status(const char *state)
+{
+    if (!state)
+        return PLX_ERR_DB;
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return PLX_AGAIN;
+    if (sqlstate_is(state, "53"))     /* out of connections, memory, disk */
+        return PLX_ERR_DB;
+    if (strcmp(state, "57014") == 0)  /* statement_timeout */
+        return PLX_ERR_TIMEOUT;
+    if (sqlstate_is(state, "23"))     /* integrity constraint violation */
+        return PLX_ERR_CONFLICT;
+    return PLX_ERR_INTERNAL;
+}
+
 /* Map a failed statement to a status. *broken: drop the connection. */
 static plx_status_t classify(PGconn *pg, const PGresult *res, bool *broken)
 {
@@ -906,13 +946,7 @@ static plx_status_t classify(PGconn *pg, const PGresult *res, bool *broken)
         *broken = true;
         return PLX_ERR_DB;
     }
-    if (sqlstate_is(state, "53"))     /* out of connections, memory, disk */
-        return PLX_ERR_DB;
-    if (strcmp(state, "57014") == 0)  /* statement_timeout */
-        return PLX_ERR_TIMEOUT;
-    if (sqlstate_is(state, "23"))     /* integrity constraint violation */
-        return PLX_ERR_CONFLICT;
-    return PLX_ERR_INTERNAL;
+    return core_db_sqlstate_status(state);
 }
 
 static plx_db_res_t *wrap_result(PGresult *pg)
@@ -950,7 +984,7 @@ static void log_failure(const char *request_id, plx_status_t st,
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char *msg = error_message(pg, res);
     plx_log_level_t level = st == PLX_ERR_INTERNAL ? PLX_LOG_ERROR
-                                                   : PLX_LOG_WARN;
+                          : st == PLX_AGAIN ? PLX_LOG_INFO : PLX_LOG_WARN;
 
     if (timed_out)
         core_log(level, "core", request_id,
@@ -1021,6 +1055,8 @@ static plx_status_t exec_on(struct plx_db_conn *c, const char *request_id,
         broken = true;
         st = PLX_ERR_DB;
     }
+    if (st == PLX_AGAIN)
+        c->retry = true;
     if (st != PLX_ERR_CONFLICT)
         log_failure(request_id, st, c->pg, pg, timed_out);
     if (broken)
@@ -1103,6 +1139,199 @@ bool core_db_ping(int timeout_ms)
     st = exec_on(c, NULL, "SELECT 1", 0, NULL, deadline, NULL);
     core_db_release(c);
     return st == PLX_OK;
+}
+
+/* ---- transactions (db_tx) -------------------------------------------------
+ *
+ * BEGIN at the isolation level, the caller's function, COMMIT, on one
+ * pooled connection. A serialization failure or deadlock (40001, 40P01)
+ * in any statement, COMMIT included, marks the connection (c->retry):
+ * the transaction is rolled back and the function runs again after a
+ * short random pause, DB_TX_ATTEMPTS runs in all. What a transaction
+ * queues for after its COMMIT (in-process events) lives on the
+ * connection and is dropped with every rollback, so a retried or failed
+ * transaction publishes nothing.
+ */
+
+static const char *const begin_sql[] = {
+    [PLX_TX_READ_COMMITTED] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+    [PLX_TX_REPEATABLE_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    [PLX_TX_SERIALIZABLE] = "BEGIN ISOLATION LEVEL SERIALIZABLE",
+};
+
+bool core_db_in_tx(const plx_db_conn_t *c)
+{
+    return c && c->in_tx;
+}
+
+plx_status_t core_db_after_commit(plx_db_conn_t *c, void (*run)(void *arg),
+                                  void (*drop)(void *arg), void *arg)
+{
+    struct db_after *a;
+
+    if (!c || !c->in_tx || !run)
+        return PLX_ERR_INVALID;
+    if (c->nafter >= DB_AFTER_MAX)
+        return PLX_ERR_TOO_LARGE;
+    a = calloc(1, sizeof *a);
+    if (!a)
+        return PLX_ERR_NOMEM;
+    *a = (struct db_after){ .run = run, .drop = drop, .arg = arg };
+    if (c->after_tail)
+        c->after_tail->next = a;
+    else
+        c->after = a;
+    c->after_tail = a;
+    c->nafter++;
+    return PLX_OK;
+}
+
+/* Detach the queue; the caller runs (or not) and frees it. */
+static struct db_after *after_take(struct plx_db_conn *c)
+{
+    struct db_after *a = c->after;
+
+    c->after = c->after_tail = NULL;
+    c->nafter = 0;
+    return a;
+}
+
+static void after_finish(struct db_after *a, bool committed)
+{
+    while (a) {
+        struct db_after *next = a->next;
+        if (committed)
+            a->run(a->arg);
+        if (a->drop)
+            a->drop(a->arg);
+        free(a);
+        a = next;
+    }
+}
+
+/* A pause before run attempt + 1: random in [5, 25] ms times attempt, so
+ * two transactions that collided do not collide again in step. */
+PLX_STATIC long core_db_tx_pause_ms(int attempt, unsigned rnd)
+{
+    if (attempt < 1)
+        attempt = 1;
+    return (5 + (long)(rnd % 21)) * attempt;
+}
+
+static void tx_pause(int attempt)
+{
+    unsigned rnd = 0;
+    long ms;
+
+    if (!core_random_bytes(&rnd, sizeof rnd))
+        rnd = (unsigned)(core_now() * 1e6);
+    ms = core_db_tx_pause_ms(attempt, rnd);
+    struct timespec ts = { .tv_sec = ms / 1000,
+                           .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Roll back whatever is open; a connection that cannot is dropped. */
+static void tx_rollback(struct plx_db_conn *c, const char *rid)
+{
+    if (c->broken || !c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = true;
+        return;
+    }
+    if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+        return;
+    if (exec_on(c, rid, "ROLLBACK", 0, NULL, statement_deadline(), NULL)
+        != PLX_OK)
+        c->broken = true;
+}
+
+/* One run: BEGIN, fn, COMMIT. *unknown: the connection broke during
+ * COMMIT, so whether it committed cannot be told. */
+static plx_status_t tx_attempt(struct plx_db_conn *c, const char *rid,
+                               plx_isolation_t iso, plx_tx_fn fn, void *arg,
+                               bool *unknown)
+{
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+
+    *unknown = false;
+    c->retry = false;
+    st = exec_on(c, rid, begin_sql[iso], 0, NULL, statement_deadline(), NULL);
+    if (st != PLX_OK)
+        return st;
+    c->in_tx = true;
+    st = fn(c, arg);
+    c->in_tx = false;
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        /* never committed: the server rolls back a session it lost */
+        c->broken = true;
+        return st != PLX_OK ? st : PLX_ERR_DB;
+    }
+    if (st == PLX_OK && PQtransactionStatus(c->pg) != PQTRANS_INTRANS) {
+        /* a statement failed and fn went on as if not: COMMIT would
+         * only answer ROLLBACK */
+        core_log(PLX_LOG_WARN, "core", rid, "db_tx: the transaction failed "
+                 "but its function returned OK; rolled back");
+        st = PLX_ERR_DB;
+    }
+    if (st != PLX_OK || c->retry) {
+        tx_rollback(c, rid);
+        return c->retry ? PLX_AGAIN : st;
+    }
+    st = exec_on(c, rid, "COMMIT", 0, NULL, statement_deadline(), &res);
+    if (st == PLX_OK && strcmp(PQcmdStatus(res->pg), "COMMIT") != 0)
+        st = PLX_ERR_DB;
+    core_db_free(res);
+    if (st == PLX_OK)
+        return PLX_OK;
+    if (c->broken) {
+        *unknown = true;
+        return PLX_ERR_DB;
+    }
+    /* the server refused the COMMIT and ended the transaction */
+    tx_rollback(c, rid);
+    return st;
+}
+
+plx_status_t core_db_tx(plx_request_t *r, plx_isolation_t iso, plx_tx_fn fn,
+                        void *arg)
+{
+    const char *rid = r ? core_request_id(r) : NULL;
+    struct db_after *after;
+    plx_status_t st;
+    bool unknown;
+
+    if (!fn || (int)iso < 0 || (int)iso >= (int)CORE_ARRAY_LEN(begin_sql))
+        return PLX_ERR_INVALID;
+    struct plx_db_conn *c = core_db_acquire(0);
+    if (!c)
+        return PLX_ERR_DB;
+    for (int attempt = 1;; attempt++) {
+        st = tx_attempt(c, rid, iso, fn, arg, &unknown);
+        if (st == PLX_OK)
+            break;
+        after_finish(after_take(c), false);
+        if (unknown) {
+            core_log(PLX_LOG_ERROR, "core", rid, "db_tx: the connection broke "
+                     "during COMMIT; the outcome is unknown");
+            break;
+        }
+        if (!c->retry || c->broken)
+            break;
+        if (attempt >= DB_TX_ATTEMPTS) {
+            core_log(PLX_LOG_WARN, "core", rid, "db_tx: still conflicting "
+                     "after %d attempts, giving up", attempt);
+            st = PLX_AGAIN;
+            break;
+        }
+        tx_pause(attempt);
+    }
+    after = after_take(c);
+    c->retry = false;
+    core_db_release(c);
+    after_finish(after, st == PLX_OK);
+    return st;
 }
 
 /* ---- results --------------------------------------------------------------- */

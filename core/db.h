@@ -27,8 +27,9 @@ bool core_db_ping(int timeout_ms);        /* SELECT 1 through the pool */
  * PLX_ERR_CONFLICT (SQLSTATE class 23, a constraint violation) *out is set
  * too, with the server's message in core_db_error(); freed the same way.
  * Any other failure leaves *out NULL: PLX_ERR_DB (database away, pool
- * exhausted), PLX_ERR_TIMEOUT (statement_timeout), PLX_ERR_INTERNAL (other
- * SQL errors, logged with their SQLSTATE). core_db_query frees *out when r
+ * exhausted), PLX_ERR_TIMEOUT (statement_timeout), PLX_AGAIN (40001
+ * serialization failure, 40P01 deadlock: run the transaction again),
+ * PLX_ERR_INTERNAL (other SQL errors, logged with their SQLSTATE). core_db_query frees *out when r
  * ends; with r NULL, and always for core_db_exec, the caller frees it. */
 plx_status_t core_db_query(plx_request_t *r, const char *sql, int n,
                            const char *const *params, plx_db_res_t **out);
@@ -57,5 +58,26 @@ void core_db_stats(core_db_stats_t *out);
 
 /* A dedicated connection outside the pool (migrations, LISTEN). */
 PGconn *core_db_connect_direct(void);
+
+/* Transactions (db_tx): see plx_api_t. */
+plx_status_t core_db_tx(plx_request_t *r, plx_isolation_t iso, plx_tx_fn fn,
+                        void *arg);
+/* c was handed out by core_db_tx and its function is running */
+bool core_db_in_tx(const plx_db_conn_t *c);
+/* Queue run(arg) for after the COMMIT of c's transaction (c inside
+ * core_db_tx); drop(arg) (may be NULL) runs last whether it committed or
+ * not, and frees arg. At most 1,024 per transaction: PLX_ERR_TOO_LARGE;
+ * PLX_ERR_INVALID outside db_tx. Nothing is queued on failure. */
+plx_status_t core_db_after_commit(plx_db_conn_t *c, void (*run)(void *arg),
+                                  void (*drop)(void *arg), void *arg);
+
+/* listen.c: LISTEN/NOTIFY over one core connection (see there) */
+bool core_db_channel_valid(const char *channel);
+plx_status_t core_db_listen(plx_module_t *m, const char *channel,
+                            plx_notify_fn fn, void *arg);
+plx_status_t core_db_notify(plx_db_conn_t *c, const char *channel,
+                            const char *payload);
+bool core_listen_start(void);   /* no-op when nothing listens */
+void core_listen_stop(void);
 
 #endif

@@ -5,8 +5,13 @@
  * and enqueue jobs with a JSON payload. The rows live in PostgreSQL, so
  * any instance may run any job, and a crashed instance's jobs come back.
  *
- * A pool of [jobs] workers threads polls every poll_interval (an enqueue in
- * this process wakes one early). A worker claims one due row in a single
+ * A pool of [jobs] workers threads polls every poll_interval. Every
+ * enqueue also NOTIFYs plexus.jobs (at COMMIT when it is part of a db_tx
+ * transaction); the core's listener (listen.c) wakes an idle worker on
+ * each notification, so a job enqueued on any instance starts at once
+ * wherever a worker is free, and polling is only the fallback (a
+ * notification lost while the listener reconnects, delayed jobs, retries).
+ * A worker claims one due row in a single
  * autocommitted UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED
  * LIMIT 1): the row becomes running with attempts + 1 and a lease
  * (locked_until = now() + lease). The handler then runs with no
@@ -18,6 +23,11 @@
  *
  * Only rows whose handler is registered in this process are claimed; the
  * others stay queued for an instance that has them, and are logged once.
+ *
+ * A unique_key makes an enqueue idempotent: the partial unique index on
+ * (handler, unique_key) lets the insert do nothing when the key exists,
+ * and the caller learns the first job's id. Recurring jobs: see their
+ * section below.
  */
 #include "config.h"
 #include "core.h"
@@ -44,6 +54,9 @@
 #define JOB_UNKNOWN_EVERY  60.0        /* seconds between unknown-handler scans */
 #define JOB_UNKNOWN_MAX    64          /* handler names remembered as logged */
 #define JOB_WHO_MAX        128
+#define JOB_KEY_MAX        200         /* bytes of a unique_key */
+#define JOB_RECURRING_MAX  256
+#define JOB_CHANNEL        "plexus.jobs"   /* NOTIFYed by every enqueue */
 
 typedef struct job_handler {
     plx_module_t *m;
@@ -60,7 +73,19 @@ struct plx_job {
     int     attempt;       /* 1 for the first run */
     int     max_attempts;
     char   *error;         /* set by the handler, becomes last_error */
+    const char *who;       /* the worker holding the lease */
+    const struct job_recurring *recurring;   /* a recurring run, or NULL */
 };
+
+/* A recurring job (job_recurring_add), a row of plexus.recurring_jobs. */
+typedef struct job_recurring {
+    plx_module_t *m;
+    char          module[64];
+    char          name[JOB_NAME_MAX];
+    int           every;         /* seconds */
+    plx_job_fn    fn;
+    void         *arg;
+} job_recurring_t;
 
 typedef struct job_settings {
     int  workers;
@@ -73,6 +98,7 @@ typedef struct job_settings {
 static struct {
     pthread_mutex_t lock;        /* handlers, kicks, logged names */
     pthread_cond_t  wake;        /* an enqueue or stop */
+    pthread_cond_t  rwake;       /* stop, for the recurring thread */
     job_handler_t  *handlers;
     size_t          nhandlers;
     pthread_t      *threads;
@@ -83,6 +109,11 @@ static struct {
     char            instance[64];
     char           *logged[JOB_UNKNOWN_MAX];
     size_t          nlogged;
+    /* recurring jobs: registered during init, read-only afterwards */
+    job_recurring_t recurring[JOB_RECURRING_MAX];
+    size_t          nrecurring;
+    pthread_t       rthread;
+    bool            rthread_on;
 } jobs = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -137,7 +168,23 @@ static void wake_init(void)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&jobs.wake, &attr);
+    pthread_cond_init(&jobs.rwake, &attr);
     pthread_condattr_destroy(&attr);
+}
+
+/* now + ms on the monotonic clock, which the wake-up conditions use */
+static struct timespec mono_deadline(long ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }
 
 static void kick(void)
@@ -250,6 +297,29 @@ static int opt_max_attempts(const plx_job_opts_t *o)
     return o->max_attempts;
 }
 
+/* 1.4 fields, read only when the caller's struct has them */
+static plx_db_conn_t *opt_conn(const plx_job_opts_t *o)
+{
+    if (!o || o->size < offsetof(plx_job_opts_t, conn) + sizeof o->conn)
+        return NULL;
+    return o->conn;
+}
+
+static const char *opt_unique_key(const plx_job_opts_t *o)
+{
+    if (!o || o->size < offsetof(plx_job_opts_t, unique_key)
+                        + sizeof o->unique_key)
+        return NULL;
+    return o->unique_key;
+}
+
+static bool key_valid(const char *key)
+{
+    size_t len = strlen(key);
+
+    return len > 0 && len <= JOB_KEY_MAX && core_utf8_valid(key, len);
+}
+
 static int default_max_attempts(void)
 {
     long n = core_cfg ? core_config_int(core_cfg, "jobs", "max_attempts") : 5;
@@ -274,38 +344,80 @@ static char *payload_text(json_t *payload, plx_status_t *st)
     return text;
 }
 
-/* payload is borrowed; id_out may be NULL */
+static void kick_cb(void *arg)
+{
+    (void)arg;
+    kick();
+}
+
+/* The job a unique_key already names: its id into id_out. */
+static void existing_id(plx_db_conn_t *c, const char *handler, const char *key,
+                        char id_out[37])
+{
+    static const char sql[] = "SELECT id FROM plexus.jobs"
+                              " WHERE handler = $1 AND unique_key = $2";
+    const char *params[2] = { handler, key };
+    plx_db_res_t *res = NULL;
+    plx_status_t st = c ? core_db_exec(c, sql, 2, params, &res)
+                        : core_db_query(NULL, sql, 2, params, &res);
+
+    if (st == PLX_OK && id_out && core_db_rows(res) == 1)
+        snprintf(id_out, 37, "%s", core_db_value(res, 0, 0));
+    core_db_free(res);
+}
+
+/* payload is borrowed; id_out may be NULL. The insert NOTIFYs JOB_CHANNEL
+ * (at COMMIT when it runs inside a transaction), which wakes an idle
+ * worker of every instance. */
 plx_status_t core_job_enqueue(plx_module_t *m, const char *handler,
                               json_t *payload, const plx_job_opts_t *opts,
                               char id_out[37])
 {
     int delay = opt_delay(opts), max = opt_max_attempts(opts);
+    plx_db_conn_t *conn = opt_conn(opts);
+    const char *key = opt_unique_key(opts);
     char sdelay[16], smax[16];
     plx_db_res_t *res = NULL;
     plx_status_t st;
 
+    if (id_out)
+        id_out[0] = '\0';
     if (!name_valid(handler) || delay < 0 || delay > JOB_DELAY_MAX || max < 0
-        || max > JOB_ATTEMPTS_MAX)
+        || max > JOB_ATTEMPTS_MAX || (key && !key_valid(key))
+        || (conn && !core_db_in_tx(conn)))
         return PLX_ERR_INVALID;
     char *text = payload_text(payload, &st);
     if (!text)
         return st;
     snprintf(sdelay, sizeof sdelay, "%d", delay);
     snprintf(smax, sizeof smax, "%d", max ? max : default_max_attempts());
-    const char *params[4] = { handler, text, smax, sdelay };
-    st = core_db_query(NULL,
-        "INSERT INTO plexus.jobs (handler, payload, max_attempts, run_at)"
+    const char *params[5] = { handler, text, smax, sdelay, key };
+    static const char sql[] =
+        "WITH ins AS (INSERT INTO plexus.jobs"
+        " (handler, payload, max_attempts, run_at, unique_key)"
         " VALUES ($1, $2::jsonb, $3::integer,"
-        " now() + make_interval(secs => $4::integer)) RETURNING id",
-        4, params, &res);
+        " now() + make_interval(secs => $4::integer), $5)"
+        " ON CONFLICT (handler, unique_key) WHERE unique_key IS NOT NULL"
+        " DO NOTHING RETURNING id)"
+        " SELECT id, pg_notify('" JOB_CHANNEL "', '') FROM ins";
+    st = conn ? core_db_exec(conn, sql, 5, params, &res)
+              : core_db_query(NULL, sql, 5, params, &res);
     free(text);
+    if (st == PLX_OK && core_db_rows(res) == 0) {
+        /* the key is taken: nothing was added */
+        core_db_free(res);
+        existing_id(conn, handler, key, id_out);
+        return PLX_ERR_CONFLICT;
+    }
     if (st == PLX_OK && id_out)
         snprintf(id_out, 37, "%s", core_db_value(res, 0, 0) ? core_db_value(res, 0, 0) : "");
     core_db_free(res);
     if (st != PLX_OK)
         return st;
     core_log(PLX_LOG_DEBUG, owner_name(m), NULL, "enqueued job \"%s\"", handler);
-    if (delay == 0)
+    if (delay == 0 && conn)
+        (void)core_db_after_commit(conn, kick_cb, NULL, NULL);
+    else if (delay == 0)
         kick();
     return PLX_OK;
 }
@@ -349,6 +461,46 @@ void core_job_error_set(plx_job_t *job, const char *message)
         return;
     }
     job->error = strndup(message, len);
+}
+
+/* Extend the lease while this worker still holds the job: the row is
+ * still running under our name and attempt (a recurring run: still ours).
+ * An expired lease nobody took yet is still ours to extend. */
+plx_status_t core_job_lease_renew(plx_job_t *job, int seconds)
+{
+    char secs[16], attempt[16];
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+
+    if (!job || !job->who || seconds < 1 || seconds > JOB_DELAY_MAX)
+        return PLX_ERR_INVALID;
+    snprintf(secs, sizeof secs, "%d", seconds);
+    snprintf(attempt, sizeof attempt, "%d", job->attempt);
+    if (job->recurring) {
+        const char *params[4] = { job->recurring->module,
+                                  job->recurring->name, job->who, secs };
+        st = core_db_query(NULL,
+            "UPDATE plexus.recurring_jobs"
+            " SET locked_until = now() + make_interval(secs => $4::integer)"
+            " WHERE module = $1 AND name = $2 AND locked_by = $3",
+            4, params, &res);
+    } else {
+        const char *params[4] = { job->id, job->who, attempt, secs };
+        st = core_db_query(NULL,
+            "UPDATE plexus.jobs"
+            " SET locked_until = now() + make_interval(secs => $4::integer),"
+            " updated_at = now()"
+            " WHERE id = $1 AND state = 'running' AND locked_by = $2"
+            " AND attempts = $3::integer",
+            4, params, &res);
+    }
+    if (st == PLX_OK && strcmp(core_db_affected(res), "1") != 0) {
+        LOG_WARN("job \"%s\" (\"%s\") cannot renew its lease: another "
+                 "worker holds it now", job->id, job->handler);
+        st = PLX_ERR_GONE;
+    }
+    core_db_free(res);
+    return st;
 }
 
 /* ---- claiming and finishing ------------------------------------------------ */
@@ -511,6 +663,7 @@ static plx_status_t run_one(const char *who)
     plx_status_t st;
 
     memset(&job, 0, sizeof job);
+    job.who = who;
     st = claim(who, &job, &payload);
     if (st == PLX_OK)
         execute(who, &job, payload);
@@ -567,15 +720,8 @@ static void scan_unknown(void)
 
 static void wait_for_work(long ms)
 {
-    struct timespec deadline;
+    struct timespec deadline = mono_deadline(ms);
 
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += ms / 1000;
-    deadline.tv_nsec += (ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&jobs.lock);
     while (jobs.kicks == 0 && !atomic_load(&jobs.stopping))
         if (pthread_cond_timedwait(&jobs.wake, &jobs.lock, &deadline)
@@ -604,6 +750,225 @@ static void *worker_main(void *arg)
         wait_for_work(jobs.set.poll_ms);
     }
     return NULL;
+}
+
+/* ---- recurring jobs --------------------------------------------------------
+ *
+ * plexus.recurring_jobs holds one row per module and name with the next
+ * time it is due. One thread per instance (when it runs workers) claims a
+ * due row the way workers claim jobs: an UPDATE of the row found with
+ * FOR UPDATE SKIP LOCKED, which leases it (locked_until, as a job) and
+ * moves next_run_at to the first slot of the schedule after now. So two
+ * instances never run it at once, each period fires once, and periods
+ * missed while no instance ran are skipped rather than run in a burst.
+ * The function runs with no transaction held; then the lease is released.
+ */
+
+plx_status_t core_job_recurring_add(plx_module_t *m, const char *name,
+                                    int every_seconds, plx_job_fn fn,
+                                    void *arg)
+{
+    const char *mod = owner_name(m);
+    job_recurring_t *r;
+
+    if (!fn || !name_valid(name) || every_seconds < 1
+        || every_seconds > JOB_DELAY_MAX || strlen(mod) >= sizeof r->module) {
+        LOG_ERROR("module \"%s\": job_recurring_add: expected a name of 1 to "
+                  "%d of [A-Za-z0-9._:-], 1 to %d seconds and a function",
+                  mod, JOB_NAME_MAX - 1, JOB_DELAY_MAX);
+        return PLX_ERR_INVALID;
+    }
+    if (jobs.rthread_on) {
+        LOG_ERROR("module \"%s\": job_recurring_add(\"%s\"): only during init",
+                  mod, name);
+        return PLX_ERR_INVALID;
+    }
+    for (size_t i = 0; i < jobs.nrecurring; i++)
+        if (strcmp(jobs.recurring[i].module, mod) == 0
+            && strcmp(jobs.recurring[i].name, name) == 0) {
+            LOG_ERROR("module \"%s\": recurring job \"%s\" registered twice",
+                      mod, name);
+            return PLX_ERR_CONFLICT;
+        }
+    if (jobs.nrecurring >= JOB_RECURRING_MAX) {
+        LOG_ERROR("module \"%s\": more than %d recurring jobs", mod,
+                  JOB_RECURRING_MAX);
+        return PLX_ERR_TOO_LARGE;
+    }
+    r = &jobs.recurring[jobs.nrecurring++];
+    *r = (job_recurring_t){ .m = m, .every = every_seconds, .fn = fn,
+                            .arg = arg };
+    snprintf(r->module, sizeof r->module, "%s", mod);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    return PLX_OK;
+}
+
+/* "{"module/name",...}": module names are plain and names pass
+ * name_valid, so nothing needs escaping */
+static char *recurring_literal(void)
+{
+    size_t cap = 3 + jobs.nrecurring * (sizeof jobs.recurring[0].module
+                                        + JOB_NAME_MAX + 4), len = 0;
+    char *buf = malloc(cap);
+
+    if (!buf)
+        return NULL;
+    buf[len++] = '{';
+    for (size_t i = 0; i < jobs.nrecurring; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s\"%s/%s\"",
+                                i ? "," : "", jobs.recurring[i].module,
+                                jobs.recurring[i].name);
+    snprintf(buf + len, cap - len, "}");
+    return buf;
+}
+
+/* Make sure every registered row exists; its schedule is kept. */
+static bool recurring_register(void)
+{
+    for (size_t i = 0; i < jobs.nrecurring; i++) {
+        char every[16];
+        const job_recurring_t *r = &jobs.recurring[i];
+        const char *params[3] = { r->module, r->name, every };
+
+        snprintf(every, sizeof every, "%d", r->every);
+        if (core_db_query(NULL,
+                "INSERT INTO plexus.recurring_jobs (module, name, every_seconds)"
+                " VALUES ($1, $2, $3::integer) ON CONFLICT (module, name)"
+                " DO UPDATE SET every_seconds = EXCLUDED.every_seconds",
+                3, params, NULL) != PLX_OK)
+            return false;
+    }
+    return true;
+}
+
+static const job_recurring_t *recurring_find(const char *module,
+                                             const char *name)
+{
+    for (size_t i = 0; i < jobs.nrecurring; i++)
+        if (strcmp(jobs.recurring[i].module, module) == 0
+            && strcmp(jobs.recurring[i].name, name) == 0)
+            return &jobs.recurring[i];
+    return NULL;
+}
+
+/* Claim and run one due recurring job. PLX_OK: ran one; PLX_DECLINED:
+ * none due; else a database error. */
+static plx_status_t recurring_run_one(const char *who, const char *keys)
+{
+    char lease[32], error[96];
+    plx_db_res_t *res = NULL;
+    plx_job_t job;
+    plx_status_t st;
+
+    snprintf(lease, sizeof lease, "%.3f", (double)jobs.set.lease_ms / 1000.0);
+    const char *params[3] = { lease, who, keys };
+    st = core_db_query(NULL,
+        "UPDATE plexus.recurring_jobs r SET"
+        " locked_until = now() + make_interval(secs => $1::double precision),"
+        " locked_by = $2,"
+        " next_run_at = r.next_run_at + make_interval(secs => r.every_seconds"
+        "  * (floor(extract(epoch FROM now() - r.next_run_at)"
+        "  / r.every_seconds) + 1))"
+        " WHERE (r.module, r.name) = (SELECT module, name"
+        "  FROM plexus.recurring_jobs"
+        "  WHERE module || '/' || name = ANY($3::text[])"
+        "  AND next_run_at <= now()"
+        "  AND (locked_until IS NULL OR locked_until < now())"
+        "  ORDER BY next_run_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING r.module, r.name",
+        3, params, &res);
+    if (st != PLX_OK || core_db_rows(res) != 1) {
+        core_db_free(res);
+        return st == PLX_OK ? PLX_DECLINED : st;
+    }
+    const job_recurring_t *r = recurring_find(core_db_value(res, 0, 0),
+                                              core_db_value(res, 0, 1));
+    core_db_free(res);
+    if (!r)
+        return PLX_ERR_INTERNAL;
+    memset(&job, 0, sizeof job);
+    if (!core_uuid_v4(job.id))
+        return PLX_ERR_INTERNAL;
+    snprintf(job.handler, sizeof job.handler, "%s", r->name);
+    job.attempt = job.max_attempts = 1;
+    job.who = who;
+    job.recurring = r;
+    LOG_DEBUG("running recurring job \"%s/%s\"", r->module, r->name);
+    st = r->fn(&job, r->arg);
+    if (st != PLX_OK && !job.error) {
+        snprintf(error, sizeof error, "returned \"%s\"", core_status_str(st));
+        core_job_error_set(&job, error);
+    }
+    if (st != PLX_OK)
+        core_log(PLX_LOG_WARN, r->module, NULL, "recurring job \"%s\" failed: "
+                 "%s", r->name, job.error ? job.error : "");
+    const char *done[4] = { r->module, r->name, who, job.error };
+    if (core_db_query(NULL,
+            "UPDATE plexus.recurring_jobs SET locked_until = NULL,"
+            " locked_by = NULL, last_run_at = now(), last_error = $4"
+            " WHERE module = $1 AND name = $2 AND locked_by = $3",
+            4, done, NULL) != PLX_OK)
+        LOG_WARN("cannot release recurring job \"%s/%s\"; it is free again "
+                 "when its lease expires", r->module, r->name);
+    free(job.error);
+    return PLX_OK;
+}
+
+/* ms until the next recurring job may be due, in [20, 5000] */
+static long recurring_wait_ms(const char *keys)
+{
+    plx_db_res_t *res = NULL;
+    const char *params[1] = { keys };
+    long ms = 5000;
+
+    if (core_db_query(NULL,
+            "SELECT extract(epoch FROM min(greatest(next_run_at,"
+            " coalesce(locked_until, next_run_at))) - now())"
+            " FROM plexus.recurring_jobs"
+            " WHERE module || '/' || name = ANY($1::text[])",
+            1, params, &res) == PLX_OK && core_db_value(res, 0, 0)) {
+        double s = strtod(core_db_value(res, 0, 0), NULL);
+        ms = s * 1000.0 < 5000.0 ? (long)(s * 1000.0) + 1 : 5000;
+    }
+    core_db_free(res);
+    return ms < 20 ? 20 : ms;
+}
+
+static void *recurring_main(void *unused)
+{
+    char who[JOB_WHO_MAX];
+    char *keys = recurring_literal();
+    bool registered = false;
+
+    (void)unused;
+    snprintf(who, sizeof who, "%s/recurring", jobs.instance);
+    while (keys && !atomic_load(&jobs.stopping)) {
+        long ms = 1000;
+        if (!registered)
+            registered = recurring_register();
+        if (registered) {
+            if (recurring_run_one(who, keys) == PLX_OK)
+                continue;
+            ms = recurring_wait_ms(keys);
+        }
+        struct timespec deadline = mono_deadline(ms);
+        pthread_mutex_lock(&jobs.lock);
+        while (!atomic_load(&jobs.stopping)
+               && pthread_cond_timedwait(&jobs.rwake, &jobs.lock, &deadline)
+                  != ETIMEDOUT)
+            ;
+        pthread_mutex_unlock(&jobs.lock);
+    }
+    free(keys);
+    return NULL;
+}
+
+static void on_jobs_notify(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)payload;
+    (void)arg;
+    kick();
 }
 
 static bool read_settings(core_config_t *cfg, job_settings_t *s)
@@ -656,6 +1021,21 @@ bool core_jobs_start(core_config_t *cfg)
         }
         jobs.nthreads++;
     }
+    if (jobs.nthreads > 0
+        && core_db_listen(NULL, JOB_CHANNEL, on_jobs_notify, NULL) != PLX_OK) {
+        core_jobs_stop();
+        return false;
+    }
+    if (jobs.nthreads > 0 && jobs.nrecurring > 0) {
+        int rc = pthread_create(&jobs.rthread, NULL, recurring_main, NULL);
+        if (rc != 0) {
+            LOG_ERROR("cannot start the recurring job thread: %s",
+                      strerror(rc));
+            core_jobs_stop();
+            return false;
+        }
+        jobs.rthread_on = true;
+    }
     LOG_INFO("%d job worker%s started", jobs.nthreads,
              jobs.nthreads == 1 ? "" : "s");
     return true;
@@ -678,9 +1058,13 @@ void core_jobs_stop(void)
     atomic_store(&jobs.stopping, true);
     pthread_mutex_lock(&jobs.lock);
     pthread_cond_broadcast(&jobs.wake);
+    pthread_cond_broadcast(&jobs.rwake);
     pthread_mutex_unlock(&jobs.lock);
     for (int i = 0; i < jobs.nthreads; i++)
         pthread_join(jobs.threads[i], NULL);
+    if (jobs.rthread_on)
+        pthread_join(jobs.rthread, NULL);
+    jobs.rthread_on = false;
     free(jobs.threads);
     jobs.threads = NULL;
     jobs.nthreads = 0;

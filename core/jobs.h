@@ -21,8 +21,14 @@ json_t *core_job_payload(plx_job_t *job);
 const char *core_job_id(plx_job_t *job);
 int core_job_attempt(plx_job_t *job);
 void core_job_error_set(plx_job_t *job, const char *message);
+plx_status_t core_job_lease_renew(plx_job_t *job, int seconds);
+plx_status_t core_job_recurring_add(plx_module_t *m, const char *name,
+                                    int every_seconds, plx_job_fn fn,
+                                    void *arg);
 
-bool core_jobs_start(core_config_t *cfg);  /* [jobs] workers, poll_interval, ... */
+/* [jobs] workers, poll_interval, ...; registers the wake-up channel with
+ * core_db_listen, so it runs before core_listen_start */
+bool core_jobs_start(core_config_t *cfg);
 void core_jobs_stop(void);                 /* waits for running handlers */
 /* outcomes written back by this process since start (core_stats): done,
  * queued again for a retry, dead */

@@ -230,7 +230,7 @@ static int serve(void)
         return EXIT_FAILURE;
     if (!core_modules_start())
         return EXIT_FAILURE;
-    if (!core_jobs_start(core_cfg))
+    if (!core_jobs_start(core_cfg) || !core_listen_start())
         return EXIT_FAILURE;
     if (!core_http_start(core_cfg) || !core_identity_start())
         return EXIT_FAILURE;
@@ -276,6 +276,7 @@ static int run(const options_t *o)
 
 static void teardown(void)
 {
+    core_listen_stop();
     core_jobs_stop();
     core_modules_stop();
     core_identity_shutdown();

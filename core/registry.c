@@ -21,6 +21,8 @@
 #define REG_POINTS_MAX    256
 #define REG_HOOKS_MAX     256    /* registrations on one hook point */
 #define REG_SUBS_MAX      1024
+#define REG_DURABLE_MAX   256
+#define REG_HANDLER_MAX   127    /* job handler names, as jobs.c bounds them */
 #define REG_SERVICES_MAX  256
 #define REG_LIST_MAX      1024   /* one line of core_hooks_dump */
 
@@ -49,6 +51,12 @@ typedef struct event_sub {
     void        *arg;
 } event_sub_t;
 
+/* a durable subscription: matching events become jobs for handler */
+typedef struct durable_sub {
+    event_sub_t sub;                           /* fn and arg unused */
+    char        handler[REG_HANDLER_MAX + 1];
+} durable_sub_t;
+
 typedef struct service {
     char        name[REG_NAME_MAX + 1];
     unsigned    version;
@@ -61,6 +69,8 @@ static size_t npoints, points_cap;
 static size_t hook_seq;
 static event_sub_t *subs;
 static size_t nsubs, subs_cap;
+static durable_sub_t *durables;
+static size_t ndurables, durables_cap;
 static service_t *services;
 static size_t nservices, services_cap;
 static bool (*answered_check)(plx_request_t *);
@@ -524,6 +534,72 @@ void core_event_emit(const char *topic, json_t *payload)
     }
 }
 
+/* job handler names: [A-Za-z0-9._:-], as jobs.c checks them */
+static bool handler_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > REG_HANDLER_MAX)
+        return false;
+    for (; *s; s++) {
+        bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')
+                  || (*s >= '0' && *s <= '9') || *s == '.' || *s == '_'
+                  || *s == '-' || *s == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+plx_status_t core_event_subscribe_durable(plx_module_t *m, const char *topic,
+                                          const char *handler)
+{
+    durable_sub_t d = { .sub = { .fn = NULL } };
+
+    if (!topic_parse(topic, &d.sub) || !handler_valid(handler)) {
+        REG_LOG(PLX_LOG_ERROR, "module \"%s\": expected a topic like "
+                "\"a.b\", \"a.*\" or \"*\" and a job handler name, found "
+                "\"%.64s\"", module_name(m), topic ? topic : "");
+        return PLX_ERR_INVALID;
+    }
+    for (size_t i = 0; i < ndurables; i++)
+        if (strcmp(durables[i].handler, handler) == 0
+            && durables[i].sub.prefix == d.sub.prefix
+            && strcmp(durables[i].sub.pattern, d.sub.pattern) == 0) {
+            REG_LOG(PLX_LOG_ERROR, "module \"%s\": durable subscription of "
+                    "\"%s\" to \"%s\" registered twice", module_name(m),
+                    handler, topic);
+            return PLX_ERR_CONFLICT;
+        }
+    if (!grow((void **)&durables, &durables_cap, ndurables, sizeof *durables,
+              REG_DURABLE_MAX)) {
+        REG_LOG(PLX_LOG_ERROR, "module \"%s\": too many durable "
+                "subscriptions", module_name(m));
+        return PLX_ERR_NOMEM;
+    }
+    copy_name(d.sub.module, sizeof d.sub.module, module_name(m));
+    copy_name(d.handler, sizeof d.handler, handler);
+    durables[ndurables++] = d;
+    return PLX_OK;
+}
+
+bool core_event_topic_valid(const char *topic)
+{
+    return name_valid(topic);
+}
+
+size_t core_event_durable_count(void)
+{
+    return ndurables;
+}
+
+const char *core_event_durable_match(size_t i, const char *topic)
+{
+    if (i >= ndurables || !topic || !topic_matches(&durables[i].sub, topic))
+        return NULL;
+    return durables[i].handler;
+}
+
 /* ---- services ------------------------------------------------------------ */
 
 static service_t *service_find(const char *name, unsigned version)
@@ -586,9 +662,12 @@ void core_registry_free(void)
     }
     free(points);
     free(subs);
+    free(durables);
     free(services);
     points = NULL;
     subs = NULL;
+    durables = NULL;
+    ndurables = durables_cap = 0;
     services = NULL;
     npoints = nsubs = nservices = 0;
     points_cap = subs_cap = services_cap = 0;

@@ -30,7 +30,25 @@ void core_hooks_dump(FILE *out);
 
 plx_status_t core_event_subscribe(plx_module_t *m, const char *topic,
                                   plx_event_fn fn, void *arg);
+/* in-process subscribers only; the API's event_emit is core_event_publish
+ * (events.c), which enqueues the durable subscriptions as well */
 void core_event_emit(const char *topic, json_t *payload);
+bool core_event_topic_valid(const char *topic);
+
+/* Durable subscriptions (init only): matching events become jobs for
+ * handler. core_event_durable_match(i, topic) is the handler of the i-th
+ * subscription (0 .. core_event_durable_count() - 1) when it matches
+ * topic, else NULL; borrowed for the process lifetime. */
+plx_status_t core_event_subscribe_durable(plx_module_t *m, const char *topic,
+                                          const char *handler);
+size_t core_event_durable_count(void);
+const char *core_event_durable_match(size_t i, const char *topic);
+
+/* events.c: plx_event_emit (in-process now, durable as jobs) and
+ * plx_event_emit_tx (both at the COMMIT of c's db_tx) */
+void core_event_publish(const char *topic, json_t *payload);
+plx_status_t core_event_emit_tx(plx_db_conn_t *c, const char *topic,
+                                json_t *payload);
 
 plx_status_t core_service_register(plx_module_t *m, const char *name,
                                    unsigned version, const void *table);

@@ -163,6 +163,24 @@ tests_plugins_netprobe_la_CFLAGS = $(test_plugin_cflags) $(OPENSSL_CFLAGS)
 tests_plugins_netprobe_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_netprobe_la_LIBADD = $(OPENSSL_LIBS)
 
+# ---- transactions, LISTEN/NOTIFY, durable events, jobs (plugin API 1.4) --
+# db.c's pure parts; the txprobe plugin; two or three servers on one database
+check_PROGRAMS += tests/unit/test_db
+TESTS += tests/unit/test_db
+tests_unit_test_db_SOURCES = tests/unit/test_db.c $(CORE_SOURCES)
+tests_unit_test_db_CFLAGS = $(test_cflags)
+tests_unit_test_db_LDADD = $(test_libs)
+check_LTLIBRARIES += tests/plugins/txprobe.la
+tests_plugins_txprobe_la_SOURCES = tests/plugins/txprobe/txprobe.c
+tests_plugins_txprobe_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_txprobe_la_LDFLAGS = $(test_plugin_ldflags)
+EXTRA_DIST += tests/plugins/txprobe/sql/0001_txprobe.sql
+check_PROGRAMS += tests/integration/test_dbtx
+TESTS += tests/integration/test_dbtx
+tests_integration_test_dbtx_SOURCES = tests/integration/test_dbtx.c
+tests_integration_test_dbtx_CFLAGS = $(itest_cflags)
+tests_integration_test_dbtx_LDADD = $(itest_libs)
+
 # ---- integration tests: a real plexusd, a real PostgreSQL, HTTP and WS ---
 INTEGRATION_TESTS = tests/integration/test_http tests/integration/test_streams \
 	tests/integration/test_database tests/integration/test_jobs \

@@ -343,42 +343,53 @@ static bool user_patch_parse(plx_request_t *r, json_t *body, user_patch_t *p)
 
 /* UPDATE the user and, when disabling, revoke their sessions: one
  * transaction, so a disabled user is never left with a live session */
+typedef struct user_patch_tx {
+    const char *const *params;
+    int                disabled;
+    json_t            *out;      /* the user as updated; NULL: not found */
+} user_patch_tx_t;
+
+static plx_status_t user_patch_fn(plx_db_conn_t *c, void *arg)
+{
+    user_patch_tx_t *t = arg;
+    plx_db_res_t *res = NULL;
+    plx_status_t st;
+
+    json_decref(t->out);   /* from a run that was retried */
+    t->out = NULL;
+    st = core_db_exec(c,
+                      "UPDATE plexus.users u SET disabled_at = CASE "
+                      "WHEN $2::boolean IS NULL THEN u.disabled_at "
+                      "WHEN $2::boolean THEN COALESCE(u.disabled_at, now()) "
+                      "ELSE NULL END, role = COALESCE($3::text, u.role), "
+                      "updated_at = now() WHERE u.id = $1::uuid RETURNING " USER_COLS,
+                      3, t->params, &res);
+    if (st == PLX_OK && core_db_rows(res) == 1)
+        t->out = user_json(res, 0);
+    core_db_free(res);
+    if (st == PLX_OK && !t->out)
+        return PLX_ERR_NOT_FOUND;   /* nothing to keep */
+    if (st == PLX_OK && t->disabled == 1)
+        st = core_db_exec(c, "UPDATE plexus.sessions SET revoked_at = now(), "
+                          "revoked_reason = 'user disabled' WHERE user_id = $1::uuid "
+                          "AND revoked_at IS NULL", 1, t->params, NULL);
+    return st;
+}
+
 static plx_status_t user_patch_apply(plx_request_t *r, const char *id,
                                      const user_patch_t *p, json_t **out)
 {
-    plx_db_conn_t *c = core_db_acquire(0);
-    plx_db_res_t *res = NULL;
-    plx_status_t st;
     const char *dis = p->disabled < 0 ? NULL : p->disabled ? "true" : "false";
     const char *params[3] = { id, dis, p->role };
+    user_patch_tx_t t = { .params = params, .disabled = p->disabled };
+    plx_status_t st = core_db_tx(r, PLX_TX_READ_COMMITTED, user_patch_fn, &t);
 
-    *out = NULL;
-    if (!c)
-        return PLX_ERR_DB;
-    st = core_db_exec(c, "BEGIN", 0, NULL, NULL);
-    if (st == PLX_OK)
-        st = core_db_exec(c,
-                          "UPDATE plexus.users u SET disabled_at = CASE "
-                          "WHEN $2::boolean IS NULL THEN u.disabled_at "
-                          "WHEN $2::boolean THEN COALESCE(u.disabled_at, now()) "
-                          "ELSE NULL END, role = COALESCE($3::text, u.role), "
-                          "updated_at = now() WHERE u.id = $1::uuid RETURNING " USER_COLS,
-                          3, params, &res);
-    if (st == PLX_OK && core_db_rows(res) == 1)
-        *out = user_json(res, 0);
-    core_db_free(res);
-    if (st == PLX_OK && *out && p->disabled == 1)
-        st = core_db_exec(c, "UPDATE plexus.sessions SET revoked_at = now(), "
-                          "revoked_reason = 'user disabled' WHERE user_id = $1::uuid "
-                          "AND revoked_at IS NULL", 1, params, NULL);
-    if (st == PLX_OK)
-        st = core_db_exec(c, *out ? "COMMIT" : "ROLLBACK", 0, NULL, NULL);
-    core_db_release(c);   /* rolls back what an error left open */
     if (st != PLX_OK) {
-        json_decref(*out);
-        *out = NULL;
+        json_decref(t.out);
+        t.out = NULL;
     }
-    return st;
+    *out = t.out;
+    return st == PLX_ERR_NOT_FOUND ? PLX_OK : st;
 }
 
 static plx_status_t admin_user_patch(plx_request_t *r, void *arg)

@@ -48,7 +48,6 @@
 #define LIST_DEFAULT     50
 #define LIST_MAX         200
 #define UA_MAX           512
-#define TX_TIMEOUT_MS    5000
 
 /* RFC 3339 UTC, as every time in the API */
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -124,29 +123,6 @@ static int b64url_decode(const char *in, unsigned char *out, size_t outlen)
     buf[len + pad] = '\0';
     n = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)(len + pad));
     return n < 0 ? -1 : n - (int)pad;
-}
-
-/* ---- transactions ----------------------------------------------------------- */
-
-static plx_db_conn_t *tx_begin(void)
-{
-    plx_db_conn_t *c = core_db_acquire(TX_TIMEOUT_MS);
-
-    if (c && core_db_exec(c, "BEGIN", 0, NULL, NULL) != PLX_OK) {
-        core_db_release(c);
-        return NULL;
-    }
-    return c;
-}
-
-static plx_status_t tx_end(plx_db_conn_t *c, bool commit)
-{
-    plx_status_t st = core_db_exec(c, commit ? "COMMIT" : "ROLLBACK", 0, NULL, NULL);
-
-    if (st != PLX_OK && commit)
-        core_db_exec(c, "ROLLBACK", 0, NULL, NULL);
-    core_db_release(c);
-    return st;
 }
 
 /* ---- email tokens ------------------------------------------------------------- */
@@ -712,19 +688,23 @@ static plx_status_t revoke_family(plx_db_conn_t *c, const char *sid)
                            " WHERE id = $1 AND revoked_at IS NULL", 1, params, NULL);
 }
 
-/* In one transaction: lock the token's row, then rotate it, or revoke its
- * whole session when it was already used. */
-static plx_status_t rotate(const char *token, rotation_t *out)
+typedef struct rotate_arg {
+    const char *token;
+    rotation_t *out;
+} rotate_arg_t;
+
+/* Lock the token's row, then rotate it, or revoke its whole session when
+ * it was already used. A dead token changes nothing: PLX_DECLINED rolls
+ * back. */
+static plx_status_t rotate_fn(plx_db_conn_t *c, void *arg)
 {
+    const rotate_arg_t *a = arg;
+    rotation_t *out = a->out;
     char digest[67];
     plx_db_res_t *res = NULL;
-    plx_db_conn_t *c = tx_begin();
     plx_status_t st;
-    bool commit = false;
 
-    if (!c)
-        return PLX_ERR_DB;
-    token_digest(token, digest);
+    token_digest(a->token, digest);
     const char *params[] = { digest };
     st = core_db_exec(c,
         "SELECT rt.id, rt.used_at IS NOT NULL, rt.expires_at <= now()"
@@ -743,14 +723,20 @@ static plx_status_t rotate(const char *token, rotation_t *out)
             st = revoke_family(c, out->sid);
         else if (!out->dead)
             st = rotate_locked(c, res, out);
-        commit = st == PLX_OK && !out->dead;
     } else if (st == PLX_OK) {
         out->dead = true;
     }
     core_db_free(res);
-    if (tx_end(c, commit) != PLX_OK && st == PLX_OK)
-        st = PLX_ERR_DB;
-    return st;
+    return st == PLX_OK && out->dead ? PLX_DECLINED : st;
+}
+
+/* in one transaction: see rotate_fn */
+static plx_status_t rotate(const char *token, rotation_t *out)
+{
+    rotate_arg_t a = { token, out };
+    plx_status_t st = core_db_tx(NULL, PLX_TX_READ_COMMITTED, rotate_fn, &a);
+
+    return st == PLX_DECLINED ? PLX_OK : st;
 }
 
 static plx_status_t h_refresh(plx_request_t *r, void *arg)

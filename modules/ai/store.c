@@ -373,11 +373,6 @@ static void cost_human(const char *numeric, char out[48])
         out[--len] = '\0';
 }
 
-static plx_status_t exec0(plx_db_conn_t *c, const char *sql)
-{
-    return plx_db_exec(c, sql, 0, NULL, NULL);
-}
-
 /* the quotas of user and team, in id order, with their current period and
  * a fresh reservation id in column 6 */
 static const char quotas_sql[] =
@@ -531,39 +526,49 @@ static void res_array(const ai_reservation_t *r, bool ids, char *out, size_t len
     out[o] = '\0';
 }
 
-static plx_status_t reserve_tx(plx_db_conn_t *c, const plx_db_res_t *qs,
-                               long tokens, double cost, ai_reservation_t *r,
-                               char *why, size_t whylen)
+typedef struct reserve_arg {
+    const plx_db_res_t     *qs;
+    const ai_reservation_t *r;
+    const char             *tokens, *cost;
+    const char *const      *params;   /* of reservation_sql */
+    char                   *why;
+    size_t                  whylen;
+} reserve_arg_t;
+
+static plx_status_t reserve_fn(plx_db_conn_t *c, void *arg)
 {
-    char ttext[24], ctext[64], ttl[24], ids[200], periods[200];
+    const reserve_arg_t *a = arg;
+    const plx_db_res_t *qs = a->qs;
     plx_status_t st;
 
-    snprintf(ttext, sizeof ttext, "%ld", tokens);
-    cost_text(cost, ctext);
-    snprintf(ttl, sizeof ttl, "%ld", ai_cfg.reservation_ttl_s > 0
-                                     ? ai_cfg.reservation_ttl_s : 900);
-    if ((st = exec0(c, "BEGIN")) != PLX_OK)
-        return st;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < a->r->n; i++) {
         quota_t q = {
             plx_db_value(qs, (int)i, 0), plx_db_value(qs, (int)i, 1),
             plx_db_value(qs, (int)i, 2), plx_db_value(qs, (int)i, 3),
             plx_db_value(qs, (int)i, 4), plx_db_value(qs, (int)i, 5),
         };
-        if ((st = reserve_one(c, &q, ttext, ctext, why, whylen)) != PLX_OK) {
-            (void)exec0(c, "ROLLBACK");
+        if ((st = reserve_one(c, &q, a->tokens, a->cost, a->why, a->whylen))
+            != PLX_OK)
             return st;
-        }
     }
+    return plx_db_exec(c, reservation_sql, 6, a->params, NULL);
+}
+
+static plx_status_t reserve_tx(const plx_db_res_t *qs, long tokens,
+                               double cost, ai_reservation_t *r, char *why,
+                               size_t whylen)
+{
+    char ttext[24], ctext[64], ttl[24], ids[200], periods[200];
+
+    snprintf(ttext, sizeof ttext, "%ld", tokens);
+    cost_text(cost, ctext);
+    snprintf(ttl, sizeof ttl, "%ld", ai_cfg.reservation_ttl_s > 0
+                                     ? ai_cfg.reservation_ttl_s : 900);
     res_array(r, true, ids, sizeof ids);
     res_array(r, false, periods, sizeof periods);
     const char *params[] = { r->id, ids, periods, ttext, ctext, ttl };
-    if ((st = plx_db_exec(c, reservation_sql, 6, params, NULL)) != PLX_OK
-        || (st = exec0(c, "COMMIT")) != PLX_OK) {
-        (void)exec0(c, "ROLLBACK");
-        return st;
-    }
-    return PLX_OK;
+    reserve_arg_t a = { qs, r, ttext, ctext, params, why, whylen };
+    return plx_db_tx(NULL, PLX_TX_READ_COMMITTED, reserve_fn, &a);
 }
 
 /* a failed statement as the contract says: the database is away, or the
@@ -621,9 +626,9 @@ plx_status_t ai_quota_reserve(const char *user_id, const char *team_id,
         copy_str(r->c[i].period_start, sizeof r->c[i].period_start,
                  plx_db_value(qs, (int)i, 5));
     }
-    st = reserve_tx(c, qs, tokens, cost, r, why, whylen);
+    plx_db_release(c);   /* db_tx takes its own */
+    st = reserve_tx(qs, tokens, cost, r, why, whylen);
     plx_db_free(qs);
-    plx_db_release(c);
     if (st != PLX_OK) {
         free(r);
         return db_status(st);
@@ -653,11 +658,23 @@ static const char settle_sql[] =
     " LEFT JOIN d ON d.quota_id = k.quota_id AND d.period_start = k.period_start"
     " WHERE c.quota_id = k.quota_id AND c.period_start = k.period_start";
 
-static plx_status_t settle_tx(plx_db_conn_t *c, const ai_reservation_t *r,
-                              long tokens, double cost)
+typedef struct settle_arg {
+    const char *const *lock;
+    const char *const *params;
+} settle_arg_t;
+
+static plx_status_t settle_fn(plx_db_conn_t *c, void *arg)
+{
+    const settle_arg_t *a = arg;
+    plx_status_t st = plx_db_exec(c, settle_lock_sql, 2, a->lock, NULL);
+
+    return st == PLX_OK ? plx_db_exec(c, settle_sql, 5, a->params, NULL) : st;
+}
+
+static plx_status_t settle_tx(const ai_reservation_t *r, long tokens,
+                              double cost)
 {
     char ids[200], periods[200], ttext[24], ctext[64];
-    plx_status_t st;
 
     res_array(r, true, ids, sizeof ids);
     res_array(r, false, periods, sizeof periods);
@@ -665,30 +682,17 @@ static plx_status_t settle_tx(plx_db_conn_t *c, const ai_reservation_t *r,
     cost_text(cost, ctext);
     const char *lock[] = { ids, periods };
     const char *params[] = { r->id, ids, periods, ttext, ctext };
-    if ((st = exec0(c, "BEGIN")) != PLX_OK)
-        return st;
-    if ((st = plx_db_exec(c, settle_lock_sql, 2, lock, NULL)) != PLX_OK
-        || (st = plx_db_exec(c, settle_sql, 5, params, NULL)) != PLX_OK
-        || (st = exec0(c, "COMMIT")) != PLX_OK) {
-        (void)exec0(c, "ROLLBACK");
-        return st;
-    }
-    return PLX_OK;
+    settle_arg_t a = { lock, params };
+    return plx_db_tx(NULL, PLX_TX_READ_COMMITTED, settle_fn, &a);
 }
 
 plx_status_t ai_quota_settle(ai_reservation_t *res, long tokens, double cost)
 {
-    plx_db_conn_t *c;
     plx_status_t st;
 
     if (!res)
         return PLX_OK;
-    if (!(c = plx_db_acquire(0))) {
-        st = PLX_ERR_DB;
-    } else {
-        st = settle_tx(c, res, tokens, cost);
-        plx_db_release(c);
-    }
+    st = settle_tx(res, tokens, cost);
     if (st != PLX_OK) {
         /* the reservation is released when it expires; the usage row
          * still records the call */
@@ -724,24 +728,35 @@ static const char sweep_sql[] =
     "  FROM s WHERE c.quota_id = $1::uuid AND c.period_start = $2::date)"
     " SELECT n FROM s";
 
-static long sweep_one(plx_db_conn_t *c, const char *quota, const char *period)
-{
-    const char *params[] = { quota, period };
-    plx_db_res_t *res = NULL;
-    long n = -1;
+typedef struct sweep_arg {
+    const char *const *params;   /* quota, period */
+    long               n;        /* reservations released */
+} sweep_arg_t;
 
-    if (exec0(c, "BEGIN") != PLX_OK)
-        return -1;
-    if (plx_db_exec(c, sweep_lock_sql, 2, params, NULL) == PLX_OK
-        && plx_db_exec(c, sweep_sql, 2, params, &res) == PLX_OK
-        && exec0(c, "COMMIT") == PLX_OK) {
+static plx_status_t sweep_fn(plx_db_conn_t *c, void *arg)
+{
+    sweep_arg_t *a = arg;
+    plx_db_res_t *res = NULL;
+    plx_status_t st = plx_db_exec(c, sweep_lock_sql, 2, a->params, NULL);
+
+    if (st == PLX_OK)
+        st = plx_db_exec(c, sweep_sql, 2, a->params, &res);
+    if (st == PLX_OK) {
         const char *v = plx_db_value(res, 0, 0);
-        n = v ? strtol(v, NULL, 10) : 0;
-    } else {
-        (void)exec0(c, "ROLLBACK");
+        a->n = v ? strtol(v, NULL, 10) : 0;
     }
     plx_db_free(res);
-    return n;
+    return st;
+}
+
+static long sweep_one(const char *quota, const char *period)
+{
+    const char *params[] = { quota, period };
+    sweep_arg_t a = { params, 0 };
+
+    if (plx_db_tx(NULL, PLX_TX_READ_COMMITTED, sweep_fn, &a) != PLX_OK)
+        return -1;
+    return a.n;
 }
 
 void ai_quota_sweep(void)
@@ -757,13 +772,13 @@ void ai_quota_sweep(void)
         plx_db_release(c);
         return;
     }
+    plx_db_release(c);   /* each sweep is a db_tx of its own */
     for (int i = 0; i < plx_db_rows(res); i++) {
-        if ((n = sweep_one(c, plx_db_value(res, i, 0), plx_db_value(res, i, 1))) < 0)
+        if ((n = sweep_one(plx_db_value(res, i, 0), plx_db_value(res, i, 1))) < 0)
             break;
         released += n;
     }
     plx_db_free(res);
-    plx_db_release(c);
     if (released > 0)
         plx_log(ai_module, PLX_LOG_INFO, "released %ld expired quota"
                 " reservation%s", released, released == 1 ? "" : "s");

@@ -183,7 +183,7 @@ static void test_migrate_and_status(void **state)
     snprintf(env, sizeof env, "PLEXUS_DATABASE_URL='%s'", conninfo);
     snprintf(args, sizeof args, "--config %s/plexus.conf migrate status", dir);
     assert_int_equal(plexusd(env, args, &out), 0);
-    assert_non_null(strstr(out, "0 applied, 3 pending"));
+    assert_non_null(strstr(out, "0 applied, 4 pending"));
 
     snprintf(args, sizeof args, "--config %s/plexus.conf migrate", dir);
     assert_int_equal(plexusd(env, args, &out), 0);
@@ -195,7 +195,7 @@ static void test_migrate_and_status(void **state)
     assert_non_null(strstr(out, "0001_core.sql"));
     assert_non_null(strstr(out, "example"));
     assert_non_null(strstr(out, "0001_records.sql"));
-    assert_non_null(strstr(out, "3 applied, 0 pending, 0 changed"));
+    assert_non_null(strstr(out, "4 applied, 0 pending, 0 changed"));
     pgtest_db_drop(name);
     free(conninfo);
 }

@@ -414,7 +414,11 @@ typedef struct plx_multipart {
  * "emitted_at"}. */
 
 /* Recurring jobs (1.4): fn runs every every_seconds, on one instance at a
- * time across all instances on the database. */
+ * time across all instances on the database (only instances that run job
+ * workers). Each run sees a plx_job_t with payload NULL, a new id and
+ * attempt 1; a failure is logged and kept as the row's last error, not
+ * retried: the next period runs as usual. Periods missed while no
+ * instance ran are skipped, not made up. */
 
 /* ------------------------------------------------------------------------
  * The API table. First field: its size in the running core. Entries are only
