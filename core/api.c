@@ -153,6 +153,19 @@ static const plx_api_t api = {
 
     .sse_comment = core_sse_comment,
     .error_format_add = core_error_format_add,
+
+    /* 1.4: encodings (encode.c) */
+    .base64_encode = core_base64_encode,
+    .base64_decode = core_base64_decode,
+    .hex_encode = core_hex_encode,
+    .hex_decode = core_hex_decode,
+    .uuid_valid = core_uuid_valid,
+    .uuid_parse = core_uuid_parse,
+    .uuid_format = core_uuid_format,
+    .uuid_new = core_uuid_new,
+    .utf8_valid = core_utf8_valid,
+    .utf8_repair = core_utf8_repair,
+    .utf8_chars = core_utf8_chars,
 };
 
 const plx_api_t *core_api(void)

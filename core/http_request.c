@@ -201,7 +201,7 @@ static void request_id_init(plx_request_t *r)
         snprintf(r->id, sizeof r->id, "%s", given);
         return;
     }
-    if (!core_uuid_v4(r->id)) {
+    if (core_uuid_new(4, r->id) != PLX_OK) {
         /* no randomness from the kernel: still unique enough to correlate logs */
         static atomic_ulong seq;
         snprintf(r->id, sizeof r->id, "req-%lu", atomic_fetch_add(&seq, 1));

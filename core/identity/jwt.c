@@ -204,7 +204,7 @@ plx_status_t identity_jwt_issue(identity_claims_t *c, long ttl_s, char **token)
         return PLX_ERR_INVALID;
     if (!uuid_shaped(c->sub) || !uuid_shaped(c->sid))
         return PLX_ERR_INVALID;
-    if (!core_uuid_v4(c->jti))
+    if (core_uuid_new(4, c->jti) != PLX_OK)
         return PLX_ERR_INTERNAL;
     c->iat = (long)time(NULL);
     c->exp = c->iat + ttl_s;
