@@ -11,6 +11,7 @@
 #include "db.h"
 #include "http.h"
 #include "identity/identity.h"
+#include "input.h"
 #include "jobs.h"
 #include "loader.h"
 #include "migrate.h"
@@ -166,6 +167,17 @@ static const plx_api_t api = {
     .utf8_valid = core_utf8_valid,
     .utf8_repair = core_utf8_repair,
     .utf8_chars = core_utf8_chars,
+
+    /* 1.4: request input (http_request.c, input.c) */
+    .request_body_object = core_request_body_object,
+    .field_string = core_field_string,
+    .field_uuid = core_field_uuid,
+    .field_int = core_field_int,
+    .field_bool = core_field_bool,
+    .field_enum = core_field_enum,
+    .field_time = core_field_time,
+    .page_read = core_page_read,
+    .page_cursor = core_page_cursor,
 };
 
 const plx_api_t *core_api(void)

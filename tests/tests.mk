@@ -90,6 +90,13 @@ tests_unit_test_encode_SOURCES = tests/unit/test_encode.c core/encode.c \
 	core/util.c core/log.c
 tests_unit_test_encode_CFLAGS = $(test_cflags)
 tests_unit_test_encode_LDADD = $(test_libs)
+# times, sort keys, cursors and the field readers' refusals; input.c
+# answers through the request layer, so it links the whole core
+check_PROGRAMS += tests/unit/test_input
+TESTS += tests/unit/test_input
+tests_unit_test_input_SOURCES = tests/unit/test_input.c $(CORE_SOURCES)
+tests_unit_test_input_CFLAGS = $(test_cflags)
+tests_unit_test_input_LDADD = $(test_libs)
 
 # ---- test plugins: each a shared object loaded by the loader tests -------
 test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \
