@@ -47,7 +47,9 @@ static bool date_ok(int y, int m, int d)
     return d <= max;
 }
 
-/* "Z", or "+HH:MM" / "-HH:MM", then the end */
+/* "Z", or "+HH:MM" / "-HH:MM", then the end. RFC 3339 allows offsets up
+ * to 23:59, PostgreSQL only to 15:59 ("time zone displacement out of
+ * range"); no zone in use is beyond 14:00, so the bound is PostgreSQL's. */
 static bool offset_ok(const char *p)
 {
     int h, m;
@@ -58,7 +60,7 @@ static bool offset_ok(const char *p)
         return false;
     if ((h = digits(p + 1, 2)) < 0 || p[3] != ':' || (m = digits(p + 4, 2)) < 0)
         return false;
-    return h <= 23 && m <= 59 && p[6] == '\0';
+    return h <= 15 && m <= 59 && p[6] == '\0';
 }
 
 bool core_time_valid(const char *s)
@@ -353,31 +355,43 @@ plx_status_t core_field_enum(plx_request_t *r, json_t *obj, const char *name,
 
 /* ---- pages ----------------------------------------------------------------- */
 
+plx_status_t core_page_limit(plx_request_t *r, int default_limit, int max_limit,
+                             int *out)
+{
+    const char *limit = core_request_query(r, "limit");
+    size_t n;
+    int v;
+
+    *out = default_limit < 1 ? 1 : default_limit > max_limit ? max_limit
+                                                              : default_limit;
+    if (!limit)
+        return PLX_OK;
+    n = strlen(limit);
+    v = n >= 1 && n <= 9 ? digits(limit, (int)n) : -1;
+    if (v < 1 || v > max_limit) {
+        core_reply_problem(r, 400, "invalid_limit", "query parameter \"limit\""
+                           " must be an integer from 1 to %d", max_limit);
+        return PLX_ERR_INVALID;
+    }
+    *out = v;
+    return PLX_OK;
+}
+
 plx_status_t core_page_read(plx_request_t *r, const char *tag,
                             plx_key_kind_t kind, int default_limit,
                             int max_limit, plx_page_t *out)
 {
-    const char *limit, *cursor;
+    const char *cursor;
     char *key, *id;
+    plx_status_t st;
 
     if (!r || !out || out->size < offsetof(plx_page_t, id) + sizeof(out->id)
         || !tag_valid(tag) || max_limit < 1)
         return PLX_ERR_INTERNAL;
-    limit = core_request_query(r, "limit");
-    cursor = core_request_query(r, "cursor");
-    out->limit = default_limit < 1 ? 1 : default_limit > max_limit ? max_limit
-                                                                    : default_limit;
     out->key = out->id = NULL;
-    if (limit) {
-        size_t n = strlen(limit);
-        int v = n >= 1 && n <= 9 ? digits(limit, (int)n) : -1;
-        if (v < 1 || v > max_limit) {
-            core_reply_problem(r, 400, "invalid_limit", "query parameter \"limit\""
-                               " must be an integer from 1 to %d", max_limit);
-            return PLX_ERR_INVALID;
-        }
-        out->limit = v;
-    }
+    if ((st = core_page_limit(r, default_limit, max_limit, &out->limit)) != PLX_OK)
+        return st;
+    cursor = core_request_query(r, "cursor");
     if (!cursor || !*cursor)
         return PLX_OK;   /* "cursor=" is the first page, as no cursor */
     key = core_palloc(r, CORE_CURSOR_KEY_MAX + 1);

@@ -20,7 +20,8 @@
 
 /* an RFC 3339 date-time (section 5.6) in years 0001 to 9999, with real
  * calendar days, hours, minutes, seconds (60 for a leap second) and
- * offsets; at most 9 fraction digits */
+ * offsets up to 15:59 (PostgreSQL's bound); at most 9 fraction digits:
+ * every one casts to timestamptz */
 bool core_time_valid(const char *s);
 /* a sort key that fits kind (see plx_key_kind_t); PLX_KEY_NONE: "" only */
 bool core_key_valid(plx_key_kind_t kind, const char *key);
@@ -49,6 +50,10 @@ plx_status_t core_field_enum(plx_request_t *r, json_t *obj, const char *name,
                              int *out);
 plx_status_t core_field_time(plx_request_t *r, json_t *obj, const char *name,
                              unsigned flags, const char **out);
+/* ?limit= alone, as page_read reads it (for a list whose cursor is not
+ * the page API's); 400 invalid_limit answered */
+plx_status_t core_page_limit(plx_request_t *r, int default_limit, int max_limit,
+                             int *out);
 plx_status_t core_page_read(plx_request_t *r, const char *tag,
                             plx_key_kind_t kind, int default_limit,
                             int max_limit, plx_page_t *out);

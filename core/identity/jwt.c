@@ -165,21 +165,6 @@ void identity_jwt_reset(void)
 
 /* ---- issue -------------------------------------------------------------- */
 
-static bool uuid_shaped(const char *s)
-{
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                     (c >= 'A' && c <= 'F'))) {
-            return false;
-        }
-    }
-    return s[36] == '\0';
-}
-
 static bool grants_add(jwt_t *j, const identity_claims_t *c)
 {
     return jwt_add_grant(j, "iss", jc.issuer) == 0 &&
@@ -202,7 +187,7 @@ plx_status_t identity_jwt_issue(identity_claims_t *c, long ttl_s, char **token)
         return PLX_ERR_INTERNAL;
     if (ttl_s <= 0 || ttl_s > JWT_MAX_TTL_S)
         return PLX_ERR_INVALID;
-    if (!uuid_shaped(c->sub) || !uuid_shaped(c->sid))
+    if (!core_uuid_valid(c->sub) || !core_uuid_valid(c->sid))
         return PLX_ERR_INVALID;
     if (core_uuid_new(4, c->jti) != PLX_OK)
         return PLX_ERR_INTERNAL;
@@ -248,18 +233,14 @@ static bool token_shape_ok(const char *t, size_t len, size_t *d1, size_t *d2)
  * the object we check is the one every parser sees */
 static json_t *segment_json(const char *seg, size_t len)
 {
-    char b64[JWT_MAX_LEN + 1];
     unsigned char raw[JWT_MAX_LEN];
+    size_t n;
 
-    if (len > JWT_MAX_LEN)
+    if (len > JWT_MAX_LEN
+        || core_base64_decode(PLX_B64_URL, seg, len, raw, sizeof raw, &n) != PLX_OK
+        || n == 0)
         return NULL;
-    for (size_t i = 0; i < len; i++)
-        b64[i] = seg[i] == '-' ? '+' : seg[i] == '_' ? '/' : seg[i];
-    b64[len] = '\0';
-    int n = identity_base64_decode(b64, raw, sizeof raw);
-    if (n <= 0)
-        return NULL;
-    json_t *obj = json_loadb((const char *)raw, (size_t)n,
+    json_t *obj = json_loadb((const char *)raw, n,
                              JSON_REJECT_DUPLICATES, NULL);
     if (obj && !json_is_object(obj)) {
         json_decref(obj);
@@ -308,7 +289,7 @@ static bool claim_string_eq(json_t *claims, const char *name, const char *want)
 static bool claim_uuid(json_t *claims, const char *name, char out[37])
 {
     const char *v = json_string_value(json_object_get(claims, name));
-    if (!v || strnlen(v, 37) != 36 || !uuid_shaped(v))
+    if (!v || strnlen(v, 37) != 36 || !core_uuid_valid(v))
         return false;
     memcpy(out, v, 37);
     return true;

@@ -18,54 +18,17 @@
 /* a token is at most this many random bytes (4 KiB of text) */
 #define TOKEN_MAX_BYTES 3072
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* base64url without padding: 4 chars per 3 bytes, 2 or 3 for the tail */
-static size_t b64url_len(size_t n)
-{
-    return n / 3 * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
-}
-
-static void b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t i = 0, o = 0;
-
-    for (; i + 3 <= n; i += 3) {
-        unsigned long v = (unsigned long)in[i] << 16 |
-                          (unsigned long)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        unsigned long v = (unsigned long)in[i] << 16;
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        unsigned long v = (unsigned long)in[i] << 16 |
-                          (unsigned long)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-}
-
 bool identity_random_token(size_t nbytes, char *out, size_t outlen)
 {
     unsigned char buf[TOKEN_MAX_BYTES];
 
     if (!out || nbytes == 0 || nbytes > sizeof buf)
         return false;
-    if (outlen < b64url_len(nbytes) + 1)
-        return false;
     if (!core_random_bytes(buf, nbytes))
         return false;
-    b64url_encode(buf, nbytes, out);
+    size_t n = core_base64_encode(PLX_B64_URL, buf, nbytes, out, outlen);
     identity_wipe(buf, nbytes);
-    return true;
+    return n != (size_t)-1;
 }
 
 void identity_sha256(const void *data, size_t len, unsigned char out[32])
@@ -84,17 +47,12 @@ void identity_sha256(const void *data, size_t len, unsigned char out[32])
 
 void identity_sha256_hex(const void *data, size_t len, char out[67])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char d[32];
 
     identity_sha256(data, len, d);
     out[0] = '\\';
     out[1] = 'x';
-    for (size_t i = 0; i < sizeof d; i++) {
-        out[2 + 2 * i] = hex[d[i] >> 4];
-        out[3 + 2 * i] = hex[d[i] & 15];
-    }
-    out[66] = '\0';
+    core_hex_encode(d, sizeof d, out + 2, 65);
 }
 
 static bool b64_char(char c)

@@ -234,6 +234,11 @@ static void test_disable_stops_tokens_and_keys(void **state)
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 200);
 
+    /* a body that is not an object: the same answer as every route's */
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+                    "[true]", 400);
+    assert_string_equal(plxt_str(j, "code"), "invalid_body");
+    json_decref(j);
     j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                "{\"disabled\":true}", 200);
     assert_true(json_is_true(json_object_get(j, "disabled")));

@@ -345,6 +345,11 @@ typedef void (*plx_notify_fn)(const char *channel, const char *payload,
  * milliseconds: "2026-12-08T00:50:35.123Z". col is a SQL expression. */
 #define PLX_SQL_RFC3339(col) \
     "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* The sort key of a timestamptz column for a PLX_KEY_TIME cursor: RFC 3339
+ * UTC to the microsecond, as exact as the column, so pages neither skip
+ * nor repeat rows; compare it back as ($n::timestamptz). */
+#define PLX_SQL_TIME_KEY(col) \
+    "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /* Routes (1.4): one row of a module's route table, registered whole with
  * plx_routes_add(). auth and scope mean what plx_route_opts_t says. */
