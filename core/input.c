@@ -366,8 +366,9 @@ plx_status_t core_page_limit(plx_request_t *r, int default_limit, int max_limit,
                                                               : default_limit;
     if (!limit)
         return PLX_OK;
+    /* canonical digits only: no sign, no leading zero, no exponent */
     n = strlen(limit);
-    v = n >= 1 && n <= 9 ? digits(limit, (int)n) : -1;
+    v = n >= 1 && n <= 9 && limit[0] != '0' ? digits(limit, (int)n) : -1;
     if (v < 1 || v > max_limit) {
         core_reply_problem(r, 400, "invalid_limit", "query parameter \"limit\""
                            " must be an integer from 1 to %d", max_limit);
