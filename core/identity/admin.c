@@ -257,24 +257,18 @@ typedef struct user_patch {
 
 static bool user_patch_parse(plx_request_t *r, json_t *body, user_patch_t *p)
 {
-    json_t *d = json_object_get(body, "disabled");
-    json_t *role = json_object_get(body, "role");
+    static const char *const roles[] = { "user", "admin", NULL };
+    int role = -1;
 
     p->disabled = -1;
     p->role = NULL;
-    if (d && !json_is_boolean(d)) {
-        identity_bad_field(r, "disabled", "must be true or false");
-        return false;
-    }
-    if (d)
-        p->disabled = json_is_true(d);
-    if (role) {
-        p->role = json_string_value(role);
-        if (!p->role || (strcmp(p->role, "user") != 0 && strcmp(p->role, "admin") != 0)) {
-            identity_bad_field(r, "role", "must be \"user\" or \"admin\"");
-            return false;
-        }
-    }
+    if (core_field_bool(r, body, "disabled", PLX_FIELD_OPTIONAL, &p->disabled)
+            == PLX_ERR_INVALID
+        || core_field_enum(r, body, "role", PLX_FIELD_OPTIONAL, roles, &role)
+            == PLX_ERR_INVALID)
+        return false;   /* answered: 400 invalid_body naming the field */
+    if (role >= 0)
+        p->role = roles[role];
     if (p->disabled < 0 && !p->role) {
         identity_bad_field(r, "disabled", "expected \"disabled\" or \"role\" to change");
         return false;
