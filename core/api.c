@@ -12,6 +12,7 @@
 #include "http.h"
 #include "http_client.h"
 #include "identity/identity.h"
+#include "input.h"
 #include "jobs.h"
 #include "loader.h"
 #include "multipart.h"
@@ -182,6 +183,30 @@ static const plx_api_t api = {
     .event_subscribe_durable = core_event_subscribe_durable,
     .job_lease_renew = core_job_lease_renew,
     .job_recurring_add = core_job_recurring_add,
+
+    /* 1.4: encodings (encode.c) */
+    .base64_encode = core_base64_encode,
+    .base64_decode = core_base64_decode,
+    .hex_encode = core_hex_encode,
+    .hex_decode = core_hex_decode,
+    .uuid_valid = core_uuid_valid,
+    .uuid_parse = core_uuid_parse,
+    .uuid_format = core_uuid_format,
+    .uuid_new = core_uuid_new,
+    .utf8_valid = core_utf8_valid,
+    .utf8_repair = core_utf8_repair,
+    .utf8_chars = core_utf8_chars,
+
+    /* 1.4: request input (http_request.c, input.c) */
+    .request_body_object = core_request_body_object,
+    .field_string = core_field_string,
+    .field_uuid = core_field_uuid,
+    .field_int = core_field_int,
+    .field_bool = core_field_bool,
+    .field_enum = core_field_enum,
+    .field_time = core_field_time,
+    .page_read = core_page_read,
+    .page_cursor = core_page_cursor,
 };
 
 const plx_api_t *core_api(void)

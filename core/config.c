@@ -75,6 +75,7 @@ static const conf_decl_t decls[] = {
     { "server", "shutdown_grace", CT_DURATION, "10s", 0, HOUR_MS(1), NULL, 0 },
     { "server", "max_body", CT_SIZE, "1048576", 1, 1L << 30, NULL, 0 },
     { "server", "max_json_depth", CT_INT, "32", 1, 1000, NULL, 0 },
+    { "server", "max_json_elements", CT_INT, "20000", 1, 10000000, NULL, 0 },
     { "server", "cors_origins", CT_STRING, "", 0, 0, NULL, 0 },
     { "server", "sse_heartbeat", CT_DURATION, "15s", SEC_MS(1), HOUR_MS(1), NULL, 0 },
     { "server", "access_log", CT_BOOL, "yes", 0, 0, NULL, 0 },

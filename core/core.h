@@ -44,20 +44,35 @@ plx_log_level_t core_log_level_parse(const char *s, bool *ok);
 /* ---- util.c ------------------------------------------------------------ */
 /* constant-time comparison of two byte strings (length leaks, content not) */
 bool core_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
-/* random UUID v4 into out[37]; false if the kernel gave no randomness */
-bool core_uuid_v4(char out[37]);
 bool core_random_bytes(void *buf, size_t n);
 /* monotonic seconds */
 double core_now(void);
 /* RFC 3339 UTC with milliseconds into out[32] */
 void core_time_rfc3339(char out[32]);
-/* valid UTF-8 without NUL? */
-bool core_utf8_valid(const char *s, size_t len);
 const char *core_status_str(plx_status_t st);
 /* HTTP status a plx_status_t maps to when a handler did not answer */
 int core_status_http(plx_status_t st);
 /* read a whole small file (secrets, SQL) with a size bound; caller frees */
 char *core_read_file(const char *path, size_t max, size_t *len_out);
+
+/* ---- encode.c: base64, hex, UUIDs, UTF-8; the API's 1.4 encodings, with
+ * the contracts written at their entries in plexus/module.h ------------- */
+size_t core_base64_encode(plx_b64_t variant, const void *in, size_t len,
+                          char *out, size_t cap);
+plx_status_t core_base64_decode(plx_b64_t variant, const char *in, size_t len,
+                                void *out, size_t cap, size_t *out_len);
+size_t core_hex_encode(const void *in, size_t len, char *out, size_t cap);
+plx_status_t core_hex_decode(const char *in, size_t len, void *out, size_t cap,
+                             size_t *out_len);
+int core_uuid_valid(const char *s);
+plx_status_t core_uuid_parse(const char *s, uint8_t out[16]);
+void core_uuid_format(const uint8_t in[16], char out[37]);
+/* version 4 or 7; PLX_ERR_INTERNAL when the kernel gave no randomness */
+plx_status_t core_uuid_new(int version, char out[37]);
+/* valid UTF-8 without NUL (C strings would cut at it) */
+int core_utf8_valid(const char *s, size_t len);
+size_t core_utf8_repair(const char *in, size_t len, char *out, size_t cap);
+long core_utf8_chars(const char *s, size_t len);
 
 /* stats.c: the core's counters for the metrics module; out->size set */
 void core_stats(plx_core_stats_t *out);

@@ -33,6 +33,7 @@
 http_settings_t http_settings = {
     .max_body = 1048576,
     .max_json_depth = 32,
+    .max_json_elements = 20000,
     .access_log = true,
     .sse_heartbeat_ms = 15000,
 };
@@ -673,10 +674,12 @@ static void settings_load(core_config_t *cfg)
     const char *public_url = core_config_get(cfg, "server", "public_url");
     long max_body = core_config_int(cfg, "server", "max_body");
     long depth = core_config_int(cfg, "server", "max_json_depth");
+    long elements = core_config_int(cfg, "server", "max_json_elements");
     long hb = core_config_ms(cfg, "server", "sse_heartbeat");
 
     http_settings.max_body = max_body > 0 ? (size_t)max_body : 1048576;
     http_settings.max_json_depth = depth > 0 && depth <= 1000 ? (int)depth : 32;
+    http_settings.max_json_elements = elements > 0 ? elements : 20000;
     http_settings.access_log = core_config_bool(cfg, "server", "access_log");
     http_settings.tls = cert && *cert;
     http_settings.sse_heartbeat_ms = hb > 0 ? hb : 15000;

@@ -75,6 +75,9 @@ const char *core_request_id(plx_request_t *r);
 const char *core_request_remote_addr(plx_request_t *r);
 plx_status_t core_request_body(plx_request_t *r, const char **body, size_t *len);
 plx_status_t core_request_json(plx_request_t *r, json_t **out);
+/* 1.4: the body as one JSON object within the same bounds; 400
+ * invalid_body or 413 answered on failure */
+plx_status_t core_request_body_object(plx_request_t *r, json_t **out);
 void *core_request_note_get(plx_request_t *r, const char *key);
 void core_request_note_set(plx_request_t *r, const char *key, void *value);
 void *core_palloc(plx_request_t *r, size_t n);
@@ -125,8 +128,10 @@ typedef bool (*core_ws_judge_fn)(const core_principal_t *const *ps, size_t n,
 size_t core_ws_close_ended(core_ws_judge_fn judge, void *arg);
 
 /* JSON body parsing with bounds (json.c): depth counted over [ and {,
- * outside strings. PLX_ERR_INVALID with a detail in err[160]. */
+ * elements over [, {, ',' and ':' (one per value and per key), outside
+ * strings. PLX_ERR_INVALID (too deep, malformed) or PLX_ERR_TOO_LARGE (too
+ * many elements) with a detail in err[160]. */
 plx_status_t core_json_parse(const char *body, size_t len, int max_depth,
-                             json_t **out, char err[160]);
+                             long max_elements, json_t **out, char err[160]);
 
 #endif

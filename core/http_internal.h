@@ -29,6 +29,7 @@
 typedef struct http_settings {
     size_t max_body;
     int    max_json_depth;
+    long   max_json_elements;
     bool   access_log;
     bool   tls;
     long   sse_heartbeat_ms;

@@ -202,7 +202,7 @@ static void request_id_init(plx_request_t *r)
         snprintf(r->id, sizeof r->id, "%s", given);
         return;
     }
-    if (!core_uuid_v4(r->id)) {
+    if (core_uuid_new(4, r->id) != PLX_OK) {
         /* no randomness from the kernel: still unique enough to correlate logs */
         static atomic_ulong seq;
         snprintf(r->id, sizeof r->id, "req-%lu", atomic_fetch_add(&seq, 1));
@@ -469,10 +469,48 @@ plx_status_t core_request_body(plx_request_t *r, const char **body, size_t *len)
     return PLX_OK;
 }
 
-plx_status_t core_request_json(plx_request_t *r, json_t **out)
+/* The body parsed within the server's bounds on size, depth and elements,
+ * kept for the request. On failure nothing is answered yet: err holds the
+ * detail of a parse failure and is empty when the body could not be read
+ * (that failure has set its own error with core_error_set). */
+static plx_status_t body_json(plx_request_t *r, json_t **out, char err[160])
 {
     const char *body;
     size_t len;
+    plx_status_t st;
+
+    err[0] = '\0';
+    if (r->json) {
+        *out = r->json;
+        return PLX_OK;
+    }
+    if ((st = core_request_body(r, &body, &len)) != PLX_OK)
+        return st;
+    st = core_json_parse(body, len, http_settings.max_json_depth,
+                         http_settings.max_json_elements, &r->json, err);
+    if (st != PLX_OK)
+        return st;
+    *out = r->json;
+    return PLX_OK;
+}
+
+/* answer a failure of body_json: code for a malformed document */
+static plx_status_t body_json_refused(plx_request_t *r, plx_status_t st,
+                                      const char *code, const char *err)
+{
+    if (r->replied)
+        return st;
+    if (!err[0])
+        return http_reply_status(r, st);   /* the body could not be read */
+    if (st == PLX_ERR_TOO_LARGE)
+        code = "body_too_large";
+    http_reply_problem(r, st == PLX_ERR_TOO_LARGE ? 413 : 400, code, NULL, 0, err);
+    return st;
+}
+
+/* body_json, answered with code for a malformed document */
+static plx_status_t body_parsed(plx_request_t *r, json_t **out, const char *code)
+{
     char err[160];
     plx_status_t st;
 
@@ -480,24 +518,8 @@ plx_status_t core_request_json(plx_request_t *r, json_t **out)
         *out = NULL;
     if (!r || !out)
         return PLX_ERR_INVALID;
-    if (r->json) {
-        *out = r->json;
-        return PLX_OK;
-    }
-    st = core_request_body(r, &body, &len);
-    if (st != PLX_OK) {
-        if (!r->replied)
-            http_reply_status(r, st);
-        return st;
-    }
-    st = core_json_parse(body, len, http_settings.max_json_depth, &r->json, err);
-    if (st != PLX_OK) {
-        int status = st == PLX_ERR_TOO_LARGE ? 413 : 400;
-        http_reply_problem(r, status, status == 413 ? "body_too_large" : "invalid_json",
-                           NULL, 0, err);
-        return st;
-    }
-    *out = r->json;
+    if ((st = body_json(r, out, err)) != PLX_OK)
+        return body_json_refused(r, st, code, err);
     return PLX_OK;
 }
 
@@ -576,6 +598,22 @@ plx_status_t core_request_multipart(plx_request_t *r,
         : multipart_pump(r, mp);
     core_mp_free(mp);
     return st;
+}
+
+plx_status_t core_request_json(plx_request_t *r, json_t **out)
+{
+    return body_parsed(r, out, "invalid_json");
+}
+
+plx_status_t core_request_body_object(plx_request_t *r, json_t **out)
+{
+    plx_status_t st = body_parsed(r, out, "invalid_body");
+
+    if (st != PLX_OK || json_is_object(*out))
+        return st;
+    *out = NULL;
+    http_reply_problem(r, 400, "invalid_body", NULL, 0, "expected a JSON object");
+    return PLX_ERR_INVALID;
 }
 
 /* ---- response headers ------------------------------------------------------ */

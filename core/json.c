@@ -3,11 +3,13 @@
  *
  * jansson already refuses invalid UTF-8, NUL bytes and trailing garbage,
  * and reports line and column. What it does not bound is nesting (its own
- * limit is a compile-time 2048, and every level is a recursion), so a cheap
- * scan over the bytes counts '[' and '{' outside strings first and refuses
- * a document deeper than the caller's bound before jansson sees it.
- * Separate from http_request.c so the unit tests can drive it without a
- * server.
+ * limit is a compile-time 2048, and every level is a recursion) nor the
+ * number of values: a 1 MiB body of "[{},{},...]" is some 350,000 objects,
+ * about 60 MB of heap. So a cheap scan over the bytes first counts, outside
+ * strings, the '[' and '{' still open (depth) and every '[', '{', ',' and
+ * ':' (elements), and refuses a document over the caller's bounds before
+ * jansson sees it. Separate from http_request.c so the unit tests can
+ * drive it without a server.
  */
 #include "config.h"
 #include "http.h"
@@ -23,13 +25,23 @@ typedef struct scan_pos {
     int column;
 } scan_pos_t;
 
-/* The position of the first '[' or '{' that goes deeper than max_depth,
- * or false if none does. Strings are skipped with their escapes. */
-static bool depth_exceeded(const char *s, size_t len, int max_depth,
-                           scan_pos_t *at)
+typedef enum scan_result {
+    SCAN_OK = 0,
+    SCAN_TOO_DEEP,
+    SCAN_TOO_MANY
+} scan_result_t;
+
+/* Where the document first goes deeper than max_depth or holds more than
+ * max_elements elements. Elements are counted as one for the document and
+ * one per '[', '{', ',' and ':': that is one per value and per object key,
+ * plus one for each empty array or object, so it never counts fewer than
+ * jansson will allocate. Strings are skipped with their escapes. */
+static scan_result_t scan_bounds(const char *s, size_t len, int max_depth,
+                                 long max_elements, scan_pos_t *at)
 {
     bool in_string = false, escaped = false;
     int depth = 0;
+    long elements = 1;
     scan_pos_t pos = { 1, 0 };
 
     for (size_t i = 0; i < len; i++) {
@@ -51,16 +63,20 @@ static bool depth_exceeded(const char *s, size_t len, int max_depth,
         }
         if (c == '"') {
             in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max_depth) {
-                *at = pos;
-                return true;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
+            continue;
         }
+        if (c != '[' && c != '{' && c != ',' && c != ':') {
+            if ((c == ']' || c == '}') && depth > 0)
+                depth--;
+            continue;
+        }
+        *at = pos;
+        if (++elements > max_elements)
+            return SCAN_TOO_MANY;
+        if ((c == '[' || c == '{') && ++depth > max_depth)
+            return SCAN_TOO_DEEP;
     }
-    return false;
+    return SCAN_OK;
 }
 
 /* jansson's text may quote input near the error: keep the detail ASCII
@@ -101,7 +117,7 @@ static plx_status_t parse_error(char err[160], const json_error_t *je)
 }
 
 plx_status_t core_json_parse(const char *body, size_t len, int max_depth,
-                             json_t **out, char err[160])
+                             long max_elements, json_t **out, char err[160])
 {
     json_error_t je;
     scan_pos_t at;
@@ -120,10 +136,19 @@ plx_status_t core_json_parse(const char *body, size_t len, int max_depth,
     }
     if (max_depth < 1)
         max_depth = 1;
-    if (depth_exceeded(body, len, max_depth, &at)) {
+    if (max_elements < 1)
+        max_elements = 1;
+    switch (scan_bounds(body, len, max_depth, max_elements, &at)) {
+    case SCAN_TOO_DEEP:
         snprintf(err, 160, "invalid JSON at line %d, column %d: nested deeper "
                  "than %d levels", at.line, at.column, max_depth);
         return PLX_ERR_INVALID;
+    case SCAN_TOO_MANY:
+        snprintf(err, 160, "expected at most %ld JSON elements, found more at "
+                 "line %d, column %d", max_elements, at.line, at.column);
+        return PLX_ERR_TOO_LARGE;
+    case SCAN_OK:
+        break;
     }
     j = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!j)

@@ -144,16 +144,11 @@ PLX_STATIC void core_migrate_checksum(const void *data, size_t len,
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
 
     out[0] = '\0';
     if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
         return;
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[64] = '\0';
+    core_hex_encode(md, mdlen, out, 65);
 }
 
 /* PG_DIAG_STATEMENT_POSITION counts characters from 1, not bytes; the

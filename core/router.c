@@ -394,17 +394,6 @@ plx_status_t core_router_add(core_router_t *rt, const core_route_t *route,
 
 /* ---- matching ----------------------------------------------------------- */
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode src[0..len) into dst (room for len + 1). A malformed escape or
  * an encoded NUL makes the segment unmatchable: false. */
 static bool percent_decode(const char *src, size_t len, char *dst)
@@ -416,13 +405,11 @@ static bool percent_decode(const char *src, size_t len, char *dst)
             dst[o++] = src[i];
             continue;
         }
-        if (i + 2 >= len)
+        unsigned char byte;
+        if (i + 2 >= len || core_hex_decode(src + i + 1, 2, &byte, 1, NULL) != PLX_OK
+            || byte == 0)
             return false;
-        int hi = hex_value((unsigned char)src[i + 1]);
-        int lo = hi < 0 ? -1 : hex_value((unsigned char)src[i + 2]);
-        if (lo < 0 || (hi == 0 && lo == 0))
-            return false;
-        dst[o++] = (char)(hi * 16 + lo);
+        dst[o++] = (char)byte;
         i += 2;
     }
     dst[o] = '\0';

@@ -1,6 +1,7 @@
 /*
- * util.c - small helpers every core file may use: randomness, ids, time,
- * constant-time comparison, UTF-8 validation, status names, bounded reads
+ * util.c - small helpers every core file may use: randomness, time,
+ * constant-time comparison, status names, bounded reads (the encodings,
+ * UUIDs and UTF-8 are in encode.c)
  */
 #include "config.h"
 #include "core.h"
@@ -45,22 +46,6 @@ bool core_random_bytes(void *buf, size_t n)
     return true;
 }
 
-bool core_uuid_v4(char out[37])
-{
-    unsigned char b[16];
-
-    if (!core_random_bytes(b, sizeof b))
-        return false;
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);   /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-             b[10], b[11], b[12], b[13], b[14], b[15]);
-    return true;
-}
-
 double core_now(void)
 {
     struct timespec ts;
@@ -79,47 +64,6 @@ void core_time_rfc3339(char out[32])
     if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
         date[0] = '\0';
     snprintf(out, 32, "%.19s.%03dZ", date, (int)(ts.tv_nsec / 1000000L) % 1000);
-}
-
-/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past
- * U+10FFFF, and no NUL, which C strings would silently cut at. */
-bool core_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = p[i];
-        size_t need;
-        unsigned int cp, min;
-
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            need = 1; cp = c & 0x1f; min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            need = 2; cp = c & 0x0f; min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            need = 3; cp = c & 0x07; min = 0x10000;
-        } else {
-            return false;
-        }
-        if (len - i <= need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 static const char *const status_names[] = {

@@ -44,7 +44,8 @@ UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
-tests_unit_test_router_SOURCES = tests/unit/test_router.c core/router.c core/util.c core/log.c
+tests_unit_test_router_SOURCES = tests/unit/test_router.c core/router.c core/encode.c \
+	core/util.c core/log.c
 tests_unit_test_router_CFLAGS = $(test_cflags)
 tests_unit_test_router_LDADD = $(test_libs)
 
@@ -65,7 +66,7 @@ tests_unit_test_registry_CFLAGS = $(test_cflags)
 tests_unit_test_registry_LDADD = $(test_libs)
 
 tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
-	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
+	$(IDENTITY_CRYPTO_SOURCES) core/encode.c core/util.c core/log.c
 tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
 tests_unit_test_identity_crypto_LDADD = $(test_libs)
 
@@ -100,6 +101,21 @@ tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c \
 	core/multipart.c core/util.c core/log.c
 tests_unit_test_multipart_CFLAGS = $(test_cflags)
 tests_unit_test_multipart_LDADD = $(test_libs)
+
+# ---- 1.4 encodings and request input: base64, hex, UUID, UTF-8 ----------
+check_PROGRAMS += tests/unit/test_encode
+TESTS += tests/unit/test_encode
+tests_unit_test_encode_SOURCES = tests/unit/test_encode.c core/encode.c \
+	core/util.c core/log.c
+tests_unit_test_encode_CFLAGS = $(test_cflags)
+tests_unit_test_encode_LDADD = $(test_libs)
+# times, sort keys, cursors and the field readers' refusals; input.c
+# answers through the request layer, so it links the whole core
+check_PROGRAMS += tests/unit/test_input
+TESTS += tests/unit/test_input
+tests_unit_test_input_SOURCES = tests/unit/test_input.c $(CORE_SOURCES)
+tests_unit_test_input_CFLAGS = $(test_cflags)
+tests_unit_test_input_LDADD = $(test_libs)
 
 # ---- test plugins: each a shared object loaded by the loader tests -------
 test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \

@@ -21,6 +21,7 @@
 #include "crypto.h"
 
 #include "db.h"
+#include "input.h"
 #include "loader.h"
 
 #include <errno.h>
@@ -36,137 +37,77 @@
 #define PASSWORD_MAX    1024  /* bytes read from stdin; the policy caps at 128 */
 #define ACTION_MAX      64
 
-/* ---- base64url (RFC 4648 section 5, no padding) --------------------------- */
-
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64url_encode(const unsigned char *in, size_t len, char *out,
-                          size_t outlen)
-{
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-
-    for (size_t i = 0; i < len && o + 1 < outlen; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6 && o + 1 < outlen) {
-            bits -= 6;
-            out[o++] = b64url[(acc >> bits) & 0x3f];
-        }
-    }
-    if (bits > 0 && o + 1 < outlen)
-        out[o++] = b64url[(acc << (6 - bits)) & 0x3f];
-    out[o] = '\0';
-}
-
-/* -1 on a byte outside the alphabet or when out is too small */
-static int b64url_decode(const char *in, unsigned char *out, size_t outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    for (; *in; in++) {
-        const char *p = strchr(b64url, *in);
-        if (!p)
-            return -1;
-        acc = (acc << 6) | (uint32_t)(p - b64url);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= outlen)
-                return -1;
-            out[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    return (int)o;
-}
-
 /* ---- lists ------------------------------------------------------------------ */
 
-static bool digits_only(const char *s, size_t max)
+plx_status_t identity_list_params(plx_request_t *r, const char *tag,
+                                  plx_page_t *page, char lim[16])
 {
-    size_t n = 0;
+    plx_status_t st;
 
-    for (; s[n]; n++) {
-        if (s[n] < '0' || s[n] > '9' || n >= max)
-            return false;
-    }
-    return n > 0;
+    page->size = sizeof *page;
+    st = core_page_read(r, tag, PLX_KEY_TIME, IDENTITY_LIST_DEFAULT,
+                        IDENTITY_LIST_MAX, page);
+    if (st == PLX_OK)
+        snprintf(lim, 16, "%d", page->limit + 1);
+    return st;
 }
 
-static bool limit_parse(const char *s, int *out)
+/* The audit log's rows have bigint ids, not UUIDs, so its cursor is its
+ * own: base64url of "audit|<time key>|<id>", both parts checked like the
+ * page API's before they reach SQL. */
+#define AUDIT_TAG "audit|"
+
+static const char *audit_cursor(plx_request_t *r, const char *key, const char *id)
 {
-    if (!s) {
-        *out = IDENTITY_LIST_DEFAULT;
-        return true;
-    }
-    if (!digits_only(s, 3))
-        return false;
-    *out = atoi(s);
-    return *out >= 1 && *out <= IDENTITY_LIST_MAX;
+    char raw[CORE_CURSOR_KEY_MAX + 32], *out = core_palloc(r, CORE_CURSOR_MAX + 1);
+    int n = snprintf(raw, sizeof raw, AUDIT_TAG "%s|%s", key, id);
+
+    if (!out || n < 0 || (size_t)n >= sizeof raw
+        || core_base64_encode(PLX_B64_URL, raw, (size_t)n, out, CORE_CURSOR_MAX + 1)
+           == (size_t)-1)
+        return NULL;
+    return out;
 }
 
-/* "<us>,<id>": us an optionally negative decimal (times before 1970) */
-static bool cursor_parse(const char *s, bool uuid_id, char us[24], char id[40])
+static bool audit_cursor_parse(const char *s, char key[CORE_CURSOR_KEY_MAX + 1],
+                               char id[24])
 {
-    unsigned char raw[CURSOR_MAX];
-    const char *comma, *num;
-    int n;
+    char raw[CORE_CURSOR_KEY_MAX + 32];
+    const char *bar;
+    size_t n, len = strnlen(s, CORE_CURSOR_MAX + 1);
 
-    if (strlen(s) >= CURSOR_MAX || (n = b64url_decode(s, raw, sizeof raw - 1)) < 3)
+    if (len > CORE_CURSOR_MAX
+        || core_base64_decode(PLX_B64_URL, s, len, raw, sizeof raw - 1, &n) != PLX_OK
+        || memchr(raw, '\0', n))
         return false;
     raw[n] = '\0';
-    if (memchr(raw, '\0', (size_t)n) || !(comma = strchr((char *)raw, ',')))
+    if (strncmp(raw, AUDIT_TAG, strlen(AUDIT_TAG)) != 0
+        || !(bar = strrchr(raw, '|')) || bar < raw + strlen(AUDIT_TAG)
+        || strlen(bar + 1) >= 24)
         return false;
-    num = (const char *)raw + (raw[0] == '-');
-    if ((size_t)(comma - num) > 19 || comma == num)
-        return false;
-    for (const char *p = num; p < comma; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-    }
-    if (uuid_id ? !identity_is_uuid(comma + 1) : !digits_only(comma + 1, 19))
-        return false;
-    snprintf(us, 24, "%.*s", (int)(comma - (char *)raw), (char *)raw);
-    snprintf(id, 40, "%s", comma + 1);
-    return true;
+    snprintf(key, CORE_CURSOR_KEY_MAX + 1, "%.*s",
+             (int)(bar - raw - strlen(AUDIT_TAG)), raw + strlen(AUDIT_TAG));
+    snprintf(id, 24, "%s", bar + 1);
+    return core_key_valid(PLX_KEY_TIME, key) && core_key_valid(PLX_KEY_INT, id)
+           && id[0] != '-';
 }
 
-bool identity_list_params(plx_request_t *r, bool uuid_id, int *limit,
-                          char us[24], char id[40])
+static json_t *cursor_of(plx_request_t *r, const plx_db_res_t *res, int row,
+                         const char *tag)
 {
-    const char *cur = core_request_query(r, "cursor");
-
-    us[0] = id[0] = '\0';
-    if (!limit_parse(core_request_query(r, "limit"), limit)) {
-        identity_bad_field(r, "limit", "must be an integer from 1 to 200");
-        return false;
-    }
-    if (cur && *cur && !cursor_parse(cur, uuid_id, us, id)) {
-        identity_bad_field(r, "cursor", "is not a cursor this server gave out");
-        return false;
-    }
-    return true;
-}
-
-static json_t *cursor_of(const plx_db_res_t *res, int row)
-{
-    char plain[80], enc[CURSOR_MAX];
-    const char *us = core_db_value(res, row, core_db_col(res, "sort_us"));
+    const char *key = core_db_value(res, row, core_db_col(res, "sort_key"));
     const char *id = core_db_value(res, row, core_db_col(res, "id"));
+    const char *c;
 
-    if (!us || !id)
+    if (!key || !id)
         return json_null();
-    snprintf(plain, sizeof plain, "%s,%s", us, id);
-    b64url_encode((const unsigned char *)plain, strlen(plain), enc, sizeof enc);
-    return json_string(enc);
+    c = tag ? core_page_cursor(r, tag, PLX_KEY_TIME, key, id) : audit_cursor(r, key, id);
+    return c ? json_string(c) : json_null();
 }
 
+/* tag NULL: the audit log's cursor */
 plx_status_t identity_reply_list(plx_request_t *r, const plx_db_res_t *res,
-                                 int limit,
+                                 int limit, const char *tag,
                                  json_t *(*row)(const plx_db_res_t *, int))
 {
     int rows = core_db_rows(res);
@@ -183,7 +124,8 @@ plx_status_t identity_reply_list(plx_request_t *r, const plx_db_res_t *res,
         }
     }
     json_t *body = json_pack("{s:o, s:o}", "items", items, "next_cursor",
-                             rows > limit ? cursor_of(res, shown - 1) : json_null());
+                             rows > limit ? cursor_of(r, res, shown - 1, tag)
+                                          : json_null());
     return body ? core_reply_json(r, 200, body) : PLX_ERR_NOMEM;
 }
 
@@ -211,8 +153,8 @@ static json_t *str_or_null(const char *s)
     "u.id, u.email, u.role, u.email_verified_at IS NOT NULL AS email_verified, " \
     "u.mfa_enabled_at IS NOT NULL AS mfa_enabled, "                         \
     "u.disabled_at IS NOT NULL AS disabled, "                               \
-    IDENTITY_SQL_TIME("u.created_at") " AS created_at, "                    \
-    IDENTITY_SQL_US("u.created_at") " AS sort_us"
+    PLX_SQL_RFC3339("u.created_at") " AS created_at, "                    \
+    PLX_SQL_TIME_KEY("u.created_at") " AS sort_key"
 
 static json_t *user_json(const plx_db_res_t *res, int row)
 {
@@ -239,7 +181,7 @@ static plx_status_t user_get(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!caller || !identity_is_uuid(id))
+    if (!caller || !core_uuid_valid(id))
         return user_not_found(r);
     /* someone else's account is "not found", unless the caller is an admin */
     if (strcmp(id, caller) != 0 && !core_request_is_admin(r))
@@ -279,15 +221,15 @@ static char *search_pattern(plx_request_t *r, const char *q)
 static plx_status_t admin_users_list(plx_request_t *r, void *arg)
 {
     const char *q = core_request_query(r, "q");
-    char us[24], id[40], lim[16];
+    plx_page_t page;
+    char lim[16];
     const char *pattern = NULL;
     plx_db_res_t *res;
     plx_status_t st;
-    int limit;
 
     (void)arg;
-    if (!identity_list_params(r, true, &limit, us, id))
-        return PLX_OK;
+    if ((st = identity_list_params(r, "users", &page, lim)) != PLX_OK)
+        return st;
     if (q && *q) {
         size_t n = strnlen(q, SEARCH_MAX + 1);
         if (n > SEARCH_MAX || !core_utf8_valid(q, n))
@@ -295,18 +237,17 @@ static plx_status_t admin_users_list(plx_request_t *r, void *arg)
         if (!(pattern = search_pattern(r, q)))
             return PLX_ERR_NOMEM;
     }
-    snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *params[4] = { pattern, us[0] ? us : NULL, id[0] ? id : NULL, lim };
+    const char *params[4] = { pattern, page.key, page.id, lim };
     st = core_db_query(r,
                        "SELECT " USER_COLS " FROM plexus.users u "
                        "WHERE ($1::text IS NULL OR u.email ILIKE $1 ESCAPE '\\') "
-                       "AND ($2::bigint IS NULL OR (u.created_at, u.id) > ("
-                       IDENTITY_SQL_FROM_US("$2") ", $3::uuid)) "
+                       "AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ("
+                       "$2::timestamptz, $3::uuid)) "
                        "ORDER BY u.created_at, u.id LIMIT $4::int",
                        4, params, &res);
     if (st != PLX_OK)
         return st;
-    return identity_reply_list(r, res, limit, user_json);
+    return identity_reply_list(r, res, page.limit, "users", user_json);
 }
 
 typedef struct user_patch {
@@ -316,24 +257,18 @@ typedef struct user_patch {
 
 static bool user_patch_parse(plx_request_t *r, json_t *body, user_patch_t *p)
 {
-    json_t *d = json_object_get(body, "disabled");
-    json_t *role = json_object_get(body, "role");
+    static const char *const roles[] = { "user", "admin", NULL };
+    int role = -1;
 
     p->disabled = -1;
     p->role = NULL;
-    if (d && !json_is_boolean(d)) {
-        identity_bad_field(r, "disabled", "must be true or false");
-        return false;
-    }
-    if (d)
-        p->disabled = json_is_true(d);
-    if (role) {
-        p->role = json_string_value(role);
-        if (!p->role || (strcmp(p->role, "user") != 0 && strcmp(p->role, "admin") != 0)) {
-            identity_bad_field(r, "role", "must be \"user\" or \"admin\"");
-            return false;
-        }
-    }
+    if (core_field_bool(r, body, "disabled", PLX_FIELD_OPTIONAL, &p->disabled)
+            == PLX_ERR_INVALID
+        || core_field_enum(r, body, "role", PLX_FIELD_OPTIONAL, roles, &role)
+            == PLX_ERR_INVALID)
+        return false;   /* answered: 400 invalid_body naming the field */
+    if (role >= 0)
+        p->role = roles[role];
     if (p->disabled < 0 && !p->role) {
         identity_bad_field(r, "disabled", "expected \"disabled\" or \"role\" to change");
         return false;
@@ -401,12 +336,10 @@ static plx_status_t admin_user_patch(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(id))
+    if (!core_uuid_valid(id))
         return user_not_found(r);
-    if (core_request_json(r, &body) != PLX_OK)
-        return PLX_OK;   /* answered */
-    if (!json_is_object(body))
-        return core_reply_problem(r, 400, "invalid_request", "expected a JSON object");
+    if ((st = core_request_body_object(r, &body)) != PLX_OK)
+        return st;   /* answered */
     if (!user_patch_parse(r, body, &p))
         return PLX_OK;
     if (caller && strcmp(caller, id) == 0
@@ -465,36 +398,41 @@ static plx_status_t admin_audit_list(plx_request_t *r, void *arg)
 {
     const char *actor = core_request_query(r, "actor");
     const char *action = core_request_query(r, "action");
-    char us[24], id[40], lim[16];
+    const char *cursor = core_request_query(r, "cursor");
+    char key[CORE_CURSOR_KEY_MAX + 1] = "", id[24] = "", lim[16];
     plx_db_res_t *res;
     plx_status_t st;
     int limit;
 
     (void)arg;
-    if (!identity_list_params(r, false, &limit, us, id))
-        return PLX_OK;
-    if (actor && *actor && !identity_is_uuid(actor))
+    if ((st = core_page_limit(r, IDENTITY_LIST_DEFAULT, IDENTITY_LIST_MAX, &limit))
+        != PLX_OK)
+        return st;
+    if (cursor && *cursor && !audit_cursor_parse(cursor, key, id))
+        return core_reply_problem(r, 400, "invalid_cursor", "query parameter"
+                                  " \"cursor\" is not a cursor of this list");
+    if (actor && *actor && !core_uuid_valid(actor))
         return identity_bad_field(r, "actor", "must be a user id (UUID)");
     if (action && *action && !action_filter_ok(action))
         return identity_bad_field(r, "action", "must be 1..64 of [a-z0-9_.:-]");
     snprintf(lim, sizeof lim, "%d", limit + 1);
     const char *params[5] = { actor && *actor ? actor : NULL,
                               action && *action ? action : NULL,
-                              us[0] ? us : NULL, id[0] ? id : NULL, lim };
+                              key[0] ? key : NULL, id[0] ? id : NULL, lim };
     st = core_db_query(r,
-                       "SELECT a.id, " IDENTITY_SQL_TIME("a.at") " AS at, a.actor_id, "
+                       "SELECT a.id, " PLX_SQL_RFC3339("a.at") " AS at, a.actor_id, "
                        "a.action, a.target_type, a.target_id, a.ip, a.request_id, "
-                       "a.details::text AS details, " IDENTITY_SQL_US("a.at") " AS sort_us "
+                       "a.details::text AS details, " PLX_SQL_TIME_KEY("a.at") " AS sort_key "
                        "FROM plexus.audit_log a "
                        "WHERE ($1::uuid IS NULL OR a.actor_id = $1::uuid) "
                        "AND ($2::text IS NULL OR a.action = $2::text) "
-                       "AND ($3::bigint IS NULL OR (a.at, a.id) < ("
-                       IDENTITY_SQL_FROM_US("$3") ", $4::bigint)) "
+                       "AND ($3::timestamptz IS NULL OR (a.at, a.id) < ("
+                       "$3::timestamptz, $4::bigint)) "
                        "ORDER BY a.at DESC, a.id DESC LIMIT $5::int",
                        5, params, &res);
     if (st != PLX_OK)
         return st;
-    return identity_reply_list(r, res, limit, audit_json);
+    return identity_reply_list(r, res, limit, NULL, audit_json);
 }
 
 bool identity_admin_routes(void)

@@ -45,12 +45,6 @@ static const char base62[] =
 
 /* ---- the key's shape ---------------------------------------------------------- */
 
-static bool b64url_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-           || c == '-' || c == '_';
-}
-
 /* "plx_" + 12 base62 + "_" + 43 base64url, nothing else; copies the prefix */
 static bool key_parse(const char *key, char prefix[KEY_PREFIX_LEN + 1])
 {
@@ -62,10 +56,15 @@ static bool key_parse(const char *key, char prefix[KEY_PREFIX_LEN + 1])
         if (!strchr(base62, key[KEY_TAG_LEN + i]) || !key[KEY_TAG_LEN + i])
             return false;
     }
-    for (size_t i = KEY_TAG_LEN + KEY_PREFIX_LEN + 1; i < KEY_LEN; i++) {
-        if (!b64url_char(key[i]))
-            return false;
-    }
+    /* the secret: exactly the base64url of 32 bytes */
+    unsigned char secret[KEY_SECRET_BYTES];
+    size_t n;
+    const char *enc = key + KEY_TAG_LEN + KEY_PREFIX_LEN + 1;
+    plx_status_t st = core_base64_decode(PLX_B64_URL, enc, KEY_SECRET_LEN, secret,
+                                         sizeof secret, &n);
+    identity_wipe(secret, sizeof secret);
+    if (st != PLX_OK || n != sizeof secret)
+        return false;
     memcpy(prefix, key + KEY_TAG_LEN, KEY_PREFIX_LEN);
     prefix[KEY_PREFIX_LEN] = '\0';
     return true;
@@ -359,11 +358,11 @@ static bool expires_get(plx_request_t *r, json_t *body, const char **out)
 
 #define KEY_COLS                                                             \
     "k.id, k.name, k.prefix, array_to_json(k.scopes)::text AS scopes, "      \
-    IDENTITY_SQL_TIME("k.expires_at") " AS expires_at, "                    \
-    IDENTITY_SQL_TIME("k.last_used_at") " AS last_used_at, "                \
-    IDENTITY_SQL_TIME("k.created_at") " AS created_at, "                    \
-    IDENTITY_SQL_TIME("k.revoked_at") " AS revoked_at, "                    \
-    IDENTITY_SQL_US("k.created_at") " AS sort_us"
+    PLX_SQL_RFC3339("k.expires_at") " AS expires_at, "                    \
+    PLX_SQL_RFC3339("k.last_used_at") " AS last_used_at, "                \
+    PLX_SQL_RFC3339("k.created_at") " AS created_at, "                    \
+    PLX_SQL_RFC3339("k.revoked_at") " AS revoked_at, "                    \
+    PLX_SQL_TIME_KEY("k.created_at") " AS sort_key"
 
 static const char *col(const plx_db_res_t *res, int row, const char *name)
 {
@@ -430,10 +429,8 @@ static plx_status_t apikey_create(plx_request_t *r, void *arg)
     if (p && p->api_key)
         return core_reply_problem(r, 403, "forbidden", "an API key cannot create API "
                                   "keys: sign in as the user");
-    if (core_request_json(r, &body) != PLX_OK)
-        return PLX_OK;
-    if (!json_is_object(body))
-        return core_reply_problem(r, 400, "invalid_request", "expected a JSON object");
+    if ((st = core_request_body_object(r, &body)) != PLX_OK)
+        return st;   /* answered */
     if (!(name = identity_body_string(r, body, "name", KEY_NAME_MAX))
         || !(scopes = scopes_literal(r, body)) || !expires_get(r, body, &expires))
         return PLX_OK;
@@ -465,27 +462,25 @@ static plx_status_t apikey_create(plx_request_t *r, void *arg)
 
 static plx_status_t apikey_list(plx_request_t *r, void *arg)
 {
-    char us[24], id[40], lim[16];
+    plx_page_t page = { .size = sizeof page };
+    char lim[16];
     plx_db_res_t *res;
     plx_status_t st;
-    int limit;
 
     (void)arg;
-    if (!identity_list_params(r, true, &limit, us, id))
-        return PLX_OK;
-    snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *params[4] = { identity_caller(r), us[0] ? us : NULL, id[0] ? id : NULL,
-                              lim };
+    if ((st = identity_list_params(r, "api-keys", &page, lim)) != PLX_OK)
+        return st;
+    const char *params[4] = { identity_caller(r), page.key, page.id, lim };
     /* newest first */
     st = core_db_query(r,
                        "SELECT " KEY_COLS " FROM plexus.api_keys k WHERE k.user_id = $1::uuid "
-                       "AND ($2::bigint IS NULL OR (k.created_at, k.id) < ("
-                       IDENTITY_SQL_FROM_US("$2") ", $3::uuid)) "
+                       "AND ($2::timestamptz IS NULL OR (k.created_at, k.id) < ("
+                       "$2::timestamptz, $3::uuid)) "
                        "ORDER BY k.created_at DESC, k.id DESC LIMIT $4::int",
                        4, params, &res);
     if (st != PLX_OK)
         return st;
-    return identity_reply_list(r, res, limit, key_json);
+    return identity_reply_list(r, res, page.limit, "api-keys", key_json);
 }
 
 static plx_status_t apikey_revoke(plx_request_t *r, void *arg)
@@ -495,7 +490,7 @@ static plx_status_t apikey_revoke(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(id))
+    if (!core_uuid_valid(id))
         return core_reply_problem(r, 404, "not_found", "no such API key");
     const char *params[2] = { id, identity_caller(r) };
     /* idempotent: a second DELETE answers 204 too, but is audited once */

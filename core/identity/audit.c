@@ -78,7 +78,7 @@ void identity_audit_actor(plx_request_t *r, const char *actor_id,
                  "action of [a-z0-9_.:-], 1..%d bytes", AUDIT_ACTION_MAX);
         return;
     }
-    if (actor && !identity_is_uuid(actor))
+    if (actor && !core_uuid_valid(actor))
         actor = NULL;
     det = details_text(details);
     const char *params[7] = {

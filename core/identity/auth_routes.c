@@ -33,7 +33,6 @@
 #include "identity/crypto.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,12 +44,7 @@
 #define CODE_FIELD_MAX   64
 #define TOKEN_BYTES      32
 #define TOKEN_TEXT       48        /* base64url of 32 bytes, NUL */
-#define LIST_DEFAULT     50
-#define LIST_MAX         200
 #define UA_MAX           512
-
-/* RFC 3339 UTC, as every time in the API */
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -86,43 +80,6 @@ static void ascii_copy(char *out, size_t outlen, const char *in)
 static void token_digest(const char *token, char out[67])
 {
     identity_sha256_hex(token, strlen(token), out);
-}
-
-/* ---- base64url, for list cursors ---------------------------------------------- */
-
-static bool b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen)
-{
-    int n;
-
-    if (outlen < 4 * ((len + 2) / 3) + 1)
-        return false;
-    n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    while (n > 0 && out[n - 1] == '=')
-        n--;
-    out[n] = '\0';
-    for (int i = 0; i < n; i++)
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-    return true;
-}
-
-static int b64url_decode(const char *in, unsigned char *out, size_t outlen)
-{
-    char buf[160];
-    size_t len = strlen(in), pad = (4 - len % 4) % 4;
-    int n;
-
-    if (len == 0 || len + pad >= sizeof buf || pad == 3 || outlen < (len + pad) / 4 * 3)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        if (!isalnum((unsigned char)c) && c != '-' && c != '_')
-            return -1;
-        buf[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-    }
-    memset(buf + len, '=', pad);
-    buf[len + pad] = '\0';
-    n = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)(len + pad));
-    return n < 0 ? -1 : n - (int)pad;
 }
 
 /* ---- email tokens ------------------------------------------------------------- */
@@ -269,7 +226,7 @@ static void key_for_email(const char *email, char out[72])
         lower[n] = (char)tolower((unsigned char)email[n]);
     lower[n] = '\0';
     identity_sha256(lower, n, d);
-    b64url_encode(d, sizeof d, b64, sizeof b64);
+    core_base64_encode(PLX_B64_URL, d, sizeof d, b64, sizeof b64);
     snprintf(out, 72, "acct:%s", b64);
 }
 
@@ -425,7 +382,7 @@ static json_t *user_json(const plx_db_res_t *res, int row)
 }
 
 #define USER_COLS "id, email, role, email_verified_at IS NOT NULL," \
-                  " mfa_enabled_at IS NOT NULL, " TS("created_at")
+                  " mfa_enabled_at IS NOT NULL, " PLX_SQL_RFC3339("created_at")
 
 static plx_status_t h_register(plx_request_t *r, void *arg)
 {
@@ -814,47 +771,6 @@ static plx_status_t h_logout(plx_request_t *r, void *arg)
     return core_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
 }
 
-/* limit and cursor of a list request; false with a 400 sent */
-static bool list_args(plx_request_t *r, int *limit, char ts[40], char id[37])
-{
-    const char *l = core_request_query(r, "limit");
-    const char *cur = core_request_query(r, "cursor");
-    unsigned char raw[96];
-    char *end = NULL;
-    long n = LIST_DEFAULT;
-    int len;
-
-    ts[0] = id[0] = '\0';
-    if (l && *l) {
-        n = strtol(l, &end, 10);
-        if (*end || n < 1 || n > LIST_MAX) {
-            identity_bad_field(r, "limit", "must be an integer from 1 to 200");
-            return false;
-        }
-    }
-    *limit = (int)n;
-    if (!cur || !*cur)
-        return true;
-    len = b64url_decode(cur, raw, sizeof raw - 1);
-    /* "YYYY-MM-DDTHH:MM:SS.ffffffZ|<uuid>" */
-    if (len != 27 + 1 + 36 || raw[27] != '|') {
-        identity_bad_field(r, "cursor", "is not a cursor this list gave");
-        return false;
-    }
-    raw[len] = '\0';
-    memcpy(ts, raw, 27);
-    ts[27] = '\0';
-    memcpy(id, raw + 28, 36);
-    id[36] = '\0';
-    for (int i = 0; i < 27; i++) {
-        if (!ts[i] || !strchr("0123456789-:T.Z", ts[i]) || !identity_is_uuid(id)) {
-            identity_bad_field(r, "cursor", "is not a cursor this list gave");
-            return false;
-        }
-    }
-    return true;
-}
-
 static json_t *session_json(const plx_db_res_t *res, int i, const char *current)
 {
     const char *ua = core_db_value(res, i, 4);
@@ -869,49 +785,41 @@ static json_t *session_json(const plx_db_res_t *res, int i, const char *current)
                      "current", strcmp(core_db_value(res, i, 0), current) == 0);
 }
 
-static json_t *next_cursor(const plx_db_res_t *res, int last)
-{
-    char raw[80], enc[120];
-
-    snprintf(raw, sizeof raw, "%s|%s", core_db_value(res, last, 6),
-             core_db_value(res, last, 0));
-    if (!b64url_encode((const unsigned char *)raw, strlen(raw), enc, sizeof enc))
-        return json_null();
-    return json_string(enc);
-}
-
 static plx_status_t h_sessions(plx_request_t *r, void *arg)
 {
     const core_principal_t *p = core_request_principal(r);
-    char ts[40], id[37], lim[24];
-    int limit, rows;
+    plx_page_t page;
+    char lim[16];
+    int rows;
     plx_db_res_t *res = NULL;
     json_t *items;
     plx_status_t st;
+    const char *next = NULL;
 
     (void)arg;
-    if (!list_args(r, &limit, ts, id))
-        return PLX_OK;
-    num_text(lim, limit + 1);
-    const char *params[] = { p->user_id, lim, ts[0] ? ts : NULL, id[0] ? id : NULL };
+    if ((st = identity_list_params(r, "sessions", &page, lim)) != PLX_OK)
+        return st;
+    const char *params[] = { p->user_id, lim, page.key, page.id };
     st = core_db_query(r,
-        "SELECT id, " TS("created_at") ", " TS("last_used_at") ", " TS("expires_at") ","
-        "  user_agent, coalesce(ip, ''),"
-        "  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        "SELECT id, " PLX_SQL_RFC3339("created_at") ", " PLX_SQL_RFC3339("last_used_at")
+        ", " PLX_SQL_RFC3339("expires_at") ","
+        "  user_agent, coalesce(ip, ''), " PLX_SQL_TIME_KEY("created_at")
         " FROM plexus.sessions WHERE user_id = $1 AND revoked_at IS NULL"
         "  AND expires_at > now()"
-        "  AND ($3::text IS NULL OR (created_at, id) <"
-        "       (($3::text)::timestamp AT TIME ZONE 'UTC', $4::uuid))"
+        "  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))"
         " ORDER BY created_at DESC, id DESC LIMIT $2::int", 4, params, &res);
     if (st != PLX_OK)
         return st;
     rows = core_db_rows(res);
     items = json_array();
-    for (int i = 0; i < rows && i < limit; i++)
+    for (int i = 0; i < rows && i < page.limit; i++)
         json_array_append_new(items, session_json(res, i, p->session_id));
-    return core_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor",
-                                             rows > limit ? next_cursor(res, limit - 1)
-                                                          : json_null()));
+    if (rows > page.limit)
+        next = core_page_cursor(r, "sessions", PLX_KEY_TIME,
+                                core_db_value(res, page.limit - 1, 6),
+                                core_db_value(res, page.limit - 1, 0));
+    return core_reply_json(r, 200, json_pack("{s:o, s:s?}", "items", items,
+                                             "next_cursor", next));
 }
 
 static plx_status_t h_session_delete(plx_request_t *r, void *arg)
@@ -923,7 +831,7 @@ static plx_status_t h_session_delete(plx_request_t *r, void *arg)
     (void)arg;
     if (identity_refuse_api_key(r))
         return PLX_OK;
-    if (!identity_is_uuid(id))
+    if (!core_uuid_valid(id))
         return core_reply_problem(r, 404, "not_found", "no such session");
     const char *params[] = { id, identity_caller(r) };
     st = core_db_query(r, "UPDATE plexus.sessions SET revoked_at = now(),"

@@ -98,7 +98,7 @@ static plx_status_t by_jwt(plx_request_t *r, const char *token)
     plx_status_t st;
 
     if (identity_jwt_verify(token, time(NULL), &c) != PLX_OK
-        || !identity_is_uuid(c.sub) || !identity_is_uuid(c.sid))
+        || !core_uuid_valid(c.sub) || !core_uuid_valid(c.sid))
         return refuse(r, "the access token is invalid or expired");
     const char *params[] = { c.sid, c.sub };
     st = core_db_query(r, SESSION_SQL, 2, params, &res);

@@ -174,7 +174,7 @@ static char *message_build(const char *from, const char *to, const char *subject
     const char *domain = strrchr(from, '@');
     bool ok;
 
-    if (!b.p || !core_uuid_v4(uuid)) {
+    if (!b.p || core_uuid_new(4, uuid) != PLX_OK) {
         free(b.p);
         return NULL;
     }

@@ -369,31 +369,11 @@ const char *identity_caller(plx_request_t *r)
     return core_request_user_id(r);
 }
 
-bool identity_is_uuid(const char *s)
-{
-    static const char hex[] = "0123456789abcdefABCDEF";
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr(hex, s[i]))
-            return false;
-    }
-    return true;
-}
-
 json_t *identity_body_object(plx_request_t *r)
 {
-    json_t *body = NULL;
+    json_t *body;
 
-    if (core_request_json(r, &body) != PLX_OK)
-        return NULL;
-    if (!json_is_object(body)) {
-        core_reply_problem(r, 400, "invalid_body", "expected a JSON object");
-        return NULL;
-    }
-    return body;
+    return core_request_body_object(r, &body) == PLX_OK ? body : NULL;
 }
 
 bool identity_refuse_api_key(plx_request_t *r)

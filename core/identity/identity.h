@@ -18,6 +18,7 @@
 
 #include "conf.h"
 #include "http.h"
+#include "input.h"
 
 /* ---- identity.c: settings and registration ----------------------------- */
 
@@ -104,29 +105,22 @@ void identity_audit_actor(plx_request_t *r, const char *actor_id,
 /* ---- admin.c: lists shared by the list routes ----------------------------- */
 
 /* Lists answer {"items":[...],"next_cursor":"..."|null}, ordered by a sort
- * key (a timestamp, then the row's id) so pages are stable under inserts.
- * The cursor is opaque to clients: base64url of "<microseconds>,<id>". */
+ * key (a timestamp to the microsecond, PLX_SQL_TIME_KEY, then the row's
+ * id) so pages are stable under inserts. Cursors are the page API's
+ * (core_page_read, input.c), tagged with the list's name. */
 #define IDENTITY_LIST_DEFAULT 50
 #define IDENTITY_LIST_MAX     200
-/* an RFC 3339 UTC rendering of a timestamptz column, for SELECT lists */
-#define IDENTITY_SQL_TIME(col) \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-/* the sort key of a timestamptz column, exact to the microsecond */
-#define IDENTITY_SQL_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-/* the inverse, for a $n parameter holding microseconds */
-#define IDENTITY_SQL_FROM_US(p) \
-    "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 
-/* ?limit= (default 50, 1..200) and ?cursor= (us, id both "" when absent; id
- * is a UUID when uuid_id, else a positive decimal). false when malformed,
- * with a 400 sent. */
-bool identity_list_params(plx_request_t *r, bool uuid_id, int *limit,
-                          char us[24], char id[40]);
+/* ?limit= (default 50, 1..200) and ?cursor= of the list tag, with lim the
+ * text of limit + 1 for "LIMIT $n" (one more row tells whether a next page
+ * exists). PLX_OK, or the status to return (400 answered for bad input). */
+plx_status_t identity_list_params(plx_request_t *r, const char *tag,
+                                  plx_page_t *page, char lim[16]);
 /* Answer 200 with the page: res holds up to limit + 1 rows with columns
- * "sort_us" and "id"; row() renders one (a new reference, NULL on no
- * memory). */
+ * "sort_key" (PLX_SQL_TIME_KEY) and "id" (a UUID); row() renders one (a new
+ * reference, NULL on no memory). */
 plx_status_t identity_reply_list(plx_request_t *r, const plx_db_res_t *res,
-                                 int limit,
+                                 int limit, const char *tag,
                                  json_t *(*row)(const plx_db_res_t *, int));
 
 /* ---- ratelimit.c --------------------------------------------------------- */
@@ -180,7 +174,6 @@ const char *identity_body_string(plx_request_t *r, json_t *body,
                                  const char *field, size_t max_len);
 /* caller's user id or NULL */
 const char *identity_caller(plx_request_t *r);
-bool identity_is_uuid(const char *s);
 /* the request body as a JSON object (borrowed for the request); NULL when
  * it has been answered: 400 invalid_body, or 400/413 from the core */
 json_t *identity_body_object(plx_request_t *r);

@@ -169,21 +169,6 @@ void identity_jwt_reset(void)
 
 /* ---- issue -------------------------------------------------------------- */
 
-static bool uuid_shaped(const char *s)
-{
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                     (c >= 'A' && c <= 'F'))) {
-            return false;
-        }
-    }
-    return s[36] == '\0';
-}
-
 static bool grants_add(jwt_t *j, const identity_claims_t *c)
 {
     return jwt_add_grant(j, "iss", jc.issuer) == 0 &&
@@ -206,9 +191,9 @@ plx_status_t identity_jwt_issue(identity_claims_t *c, long ttl_s, char **token)
         return PLX_ERR_INTERNAL;
     if (ttl_s <= 0 || ttl_s > JWT_MAX_TTL_S)
         return PLX_ERR_INVALID;
-    if (!uuid_shaped(c->sub) || !uuid_shaped(c->sid))
+    if (!core_uuid_valid(c->sub) || !core_uuid_valid(c->sid))
         return PLX_ERR_INVALID;
-    if (!core_uuid_v4(c->jti))
+    if (core_uuid_new(4, c->jti) != PLX_OK)
         return PLX_ERR_INTERNAL;
     c->iat = (long)time(NULL);
     c->exp = c->iat + ttl_s;
@@ -251,14 +236,12 @@ static bool token_shape_ok(const char *t, size_t len, size_t *d1, size_t *d2)
 /* a base64url segment's bytes into raw[JWT_MAX_LEN]; their count, or -1 */
 static int segment_decode(const char *seg, size_t len, unsigned char *raw)
 {
-    char b64[JWT_MAX_LEN + 1];
+    size_t n;
 
-    if (len > JWT_MAX_LEN)
+    if (len > JWT_MAX_LEN
+        || core_base64_decode(PLX_B64_URL, seg, len, raw, JWT_MAX_LEN, &n) != PLX_OK)
         return -1;
-    for (size_t i = 0; i < len; i++)
-        b64[i] = seg[i] == '-' ? '+' : seg[i] == '_' ? '/' : seg[i];
-    b64[len] = '\0';
-    return identity_base64_decode(b64, raw, JWT_MAX_LEN);
+    return (int)n;
 }
 
 /* a base64url segment holding one JSON object; duplicate keys refused, so
@@ -339,7 +322,7 @@ static bool claim_string_eq(json_t *claims, const char *name, const char *want)
 static bool claim_uuid(json_t *claims, const char *name, char out[37])
 {
     const char *v = json_string_value(json_object_get(claims, name));
-    if (!v || strnlen(v, 37) != 36 || !uuid_shaped(v))
+    if (!v || strnlen(v, 37) != 36 || !core_uuid_valid(v))
         return false;
     memcpy(out, v, 37);
     return true;

@@ -64,15 +64,10 @@ static bool recovery_normalise(const char *in, char out[RECOVERY_CHARS + 1])
 
 static void hex_digest(const char *s, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char d[32];
 
     identity_sha256(s, strlen(s), d);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[64] = '\0';
+    core_hex_encode(d, sizeof d, out, 65);
 }
 
 /* Ten fresh codes: shown (as JSON strings) in *shown, their digests as a

@@ -165,7 +165,7 @@ plx_status_t identity_seal_ad(const void *ad, size_t adlen,
     }
     memcpy(text, k->id, idlen);
     text[idlen] = ':';
-    EVP_EncodeBlock((unsigned char *)text + idlen + 1, raw, (int)rawlen);
+    core_base64_encode(PLX_B64_STD, raw, rawlen, text + idlen + 1, cap - idlen - 1);
     free(raw);
     *out = text;
     return PLX_OK;

@@ -59,7 +59,7 @@ static char *uuid_array(const core_principal_t *const *ps, size_t n, int which)
 
         if (i)
             *o++ = ',';
-        if (len == 36 && identity_is_uuid(id)) {
+        if (len == 36 && core_uuid_valid(id)) {
             memcpy(o, id, 36);
             o += 36;
         } else {

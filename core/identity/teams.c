@@ -69,7 +69,7 @@ plx_status_t core_team_role(plx_request_t *r, const char *team_id,
     if (!out)
         return PLX_ERR_INVALID;
     *out = PLX_ROLE_NONE;
-    if (!caller || !identity_is_uuid(team_id))
+    if (!caller || !core_uuid_valid(team_id))
         return PLX_OK;
     const char *params[2] = { team_id, caller };
     st = core_db_query(r, "SELECT role FROM plexus.team_members "
@@ -85,9 +85,9 @@ plx_status_t core_team_role(plx_request_t *r, const char *team_id,
 /* ---- rendering ---------------------------------------------------------------- */
 
 #define TEAM_COLS                                                           \
-    "t.id, t.name, " IDENTITY_SQL_TIME("t.created_at") " AS created_at, "   \
-    IDENTITY_SQL_TIME("t.updated_at") " AS updated_at, "                    \
-    IDENTITY_SQL_US("t.created_at") " AS sort_us"
+    "t.id, t.name, " PLX_SQL_RFC3339("t.created_at") " AS created_at, "   \
+    PLX_SQL_RFC3339("t.updated_at") " AS updated_at, "                    \
+    PLX_SQL_TIME_KEY("t.created_at") " AS sort_key"
 
 static const char *col(const plx_db_res_t *res, int row, const char *name)
 {
@@ -273,26 +273,24 @@ static plx_status_t team_create(plx_request_t *r, void *arg)
 
 static plx_status_t team_list(plx_request_t *r, void *arg)
 {
-    char us[24], id[40], lim[16];
+    plx_page_t page = { .size = sizeof page };
+    char lim[16];
     plx_db_res_t *res;
     plx_status_t st;
-    int limit;
 
     (void)arg;
-    if (!identity_list_params(r, true, &limit, us, id))
-        return PLX_OK;
-    snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *params[4] = { identity_caller(r), us[0] ? us : NULL,
-                              id[0] ? id : NULL, lim };
+    if ((st = identity_list_params(r, "teams", &page, lim)) != PLX_OK)
+        return st;
+    const char *params[4] = { identity_caller(r), page.key, page.id, lim };
     st = core_db_query(r,
                        "SELECT " TEAM_COLS ", m.role FROM plexus.team_members m "
                        "JOIN plexus.teams t ON t.id = m.team_id WHERE m.user_id = $1::uuid "
-                       "AND ($2::bigint IS NULL OR (t.created_at, t.id) > ("
-                       IDENTITY_SQL_FROM_US("$2") ", $3::uuid)) "
+                       "AND ($2::timestamptz IS NULL OR (t.created_at, t.id) > ("
+                       "$2::timestamptz, $3::uuid)) "
                        "ORDER BY t.created_at, t.id LIMIT $4::int", 4, params, &res);
     if (st != PLX_OK)
         return st;
-    return identity_reply_list(r, res, limit, team_json);
+    return identity_reply_list(r, res, page.limit, "teams", team_json);
 }
 
 static plx_status_t team_get(plx_request_t *r, void *arg)
@@ -302,7 +300,7 @@ static plx_status_t team_get(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(team))
+    if (!core_uuid_valid(team))
         return team_not_found(r);
     const char *params[2] = { team, identity_caller(r) };
     st = core_db_query(r,
@@ -353,7 +351,7 @@ static plx_status_t team_patch(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(team))
+    if (!core_uuid_valid(team))
         return team_not_found(r);
     if (!(body = identity_body_object(r)) || !(name = team_name(r, body)))
         return PLX_OK;
@@ -377,7 +375,7 @@ static plx_status_t team_delete(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(team))
+    if (!core_uuid_valid(team))
         return team_not_found(r);
     if ((st = team_tx_open(team, identity_caller(r), NULL, &tx)) != PLX_OK)
         return st;
@@ -400,35 +398,33 @@ static plx_status_t team_delete(plx_request_t *r, void *arg)
 static plx_status_t members_list(plx_request_t *r, void *arg)
 {
     const char *team = core_request_param(r, "id");
-    char us[24], id[40], lim[16];
+    plx_page_t page = { .size = sizeof page };
+    char lim[16];
     plx_db_res_t *res;
     plx_role_t role;
     plx_status_t st;
-    int limit;
 
     (void)arg;
     if ((st = core_team_role(r, team, &role)) != PLX_OK)
         return st;
     if (role == PLX_ROLE_NONE)
         return team_not_found(r);
-    if (!identity_list_params(r, true, &limit, us, id))
-        return PLX_OK;
-    snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *params[5] = { team, identity_caller(r), us[0] ? us : NULL,
-                              id[0] ? id : NULL, lim };
+    if ((st = identity_list_params(r, "members", &page, lim)) != PLX_OK)
+        return st;
+    const char *params[5] = { team, identity_caller(r), page.key, page.id, lim };
     st = core_db_query(r,
-                       "SELECT u.id, u.email, m.role, " IDENTITY_SQL_TIME("m.created_at")
-                       " AS joined_at, " IDENTITY_SQL_US("m.created_at") " AS sort_us "
+                       "SELECT u.id, u.email, m.role, " PLX_SQL_RFC3339("m.created_at")
+                       " AS joined_at, " PLX_SQL_TIME_KEY("m.created_at") " AS sort_key "
                        "FROM plexus.team_members m JOIN plexus.users u ON u.id = m.user_id "
                        "WHERE m.team_id = $1::uuid AND EXISTS (SELECT 1 FROM "
                        "plexus.team_members me WHERE me.team_id = $1::uuid "
                        "AND me.user_id = $2::uuid) "
-                       "AND ($3::bigint IS NULL OR (m.created_at, m.user_id) > ("
-                       IDENTITY_SQL_FROM_US("$3") ", $4::uuid)) "
+                       "AND ($3::timestamptz IS NULL OR (m.created_at, m.user_id) > ("
+                       "$3::timestamptz, $4::uuid)) "
                        "ORDER BY m.created_at, m.user_id LIMIT $5::int", 5, params, &res);
     if (st != PLX_OK)
         return st;
-    return identity_reply_list(r, res, limit, member_json);
+    return identity_reply_list(r, res, page.limit, "members", member_json);
 }
 
 /* may the caller (tx->caller) give role `want` to a member who has `had`
@@ -481,7 +477,7 @@ static plx_status_t member_add_step(team_tx_t *tx, member_add_t *a, verdict_t *v
                       "INSERT INTO plexus.team_members (team_id, user_id, role) "
                       "VALUES ($1::uuid, $2::uuid, $3) ON CONFLICT DO NOTHING "
                       "RETURNING user_id AS id, $4::text AS email, role, "
-                      IDENTITY_SQL_TIME("created_at") " AS joined_at", 4, p, &res);
+                      PLX_SQL_RFC3339("created_at") " AS joined_at", 4, p, &res);
     if (st == PLX_OK && core_db_rows(res) != 1)
         refuse(v, 409, "already_member", "this user is already a member of the team");
     else if (st == PLX_OK && !(a->out = member_json(res, 0)))
@@ -510,7 +506,7 @@ static plx_status_t member_add(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(a.team))
+    if (!core_uuid_valid(a.team))
         return team_not_found(r);
     if (!(body = identity_body_object(r)) || !(a.email = identity_body_string(r, body, "email", EMAIL_MAX))
         || !(role = identity_body_string(r, body, "role", 16)))
@@ -552,7 +548,7 @@ static plx_status_t member_role_step(team_tx_t *tx, const char *team,
                       "UPDATE plexus.team_members m SET role = $3 FROM plexus.users u "
                       "WHERE m.team_id = $1::uuid AND m.user_id = $2::uuid AND u.id = m.user_id "
                       "RETURNING u.id, u.email, m.role, "
-                      IDENTITY_SQL_TIME("m.created_at") " AS joined_at", 3, p, &res);
+                      PLX_SQL_RFC3339("m.created_at") " AS joined_at", 3, p, &res);
     if (st == PLX_OK && core_db_rows(res) == 1 && !(*out = member_json(res, 0)))
         st = PLX_ERR_NOMEM;
     core_db_free(res);
@@ -573,7 +569,7 @@ static plx_status_t member_patch(plx_request_t *r, void *arg)
     plx_status_t st;
 
     (void)arg;
-    if (!identity_is_uuid(team) || !identity_is_uuid(user))
+    if (!core_uuid_valid(team) || !core_uuid_valid(user))
         return team_not_found(r);
     if (!(body = identity_body_object(r)) || !(role = identity_body_string(r, body, "role", 16)))
         return PLX_OK;
@@ -627,7 +623,7 @@ static plx_status_t member_remove_common(plx_request_t *r, const char *team,
     plx_role_t had;
     plx_status_t st;
 
-    if (!identity_is_uuid(team) || !identity_is_uuid(user))
+    if (!core_uuid_valid(team) || !core_uuid_valid(user))
         return team_not_found(r);
     if ((st = team_tx_open(team, caller, user, &tx)) != PLX_OK)
         return st;

@@ -14,8 +14,8 @@
 
 #define COMMENT_COLS(c)                                                      \
     c ".id, " c ".team_id, " c ".task_id, " c ".author_id, " c ".body, "     \
-    PROJECTS_SQL_TIME(c ".created_at") " AS created_at, "                    \
-    PROJECTS_SQL_TIME(c ".updated_at") " AS updated_at, " c ".version"
+    PLX_SQL_RFC3339(c ".created_at") " AS created_at, "                    \
+    PLX_SQL_RFC3339(c ".updated_at") " AS updated_at, " c ".version"
 
 static const projects_col_t comment_cols[] = {
     { "id" }, { "team_id" }, { "task_id" }, { "author_id" }, { "body" },
@@ -34,10 +34,10 @@ static const projects_field_t comment_fields[] = {
 static const char list_sql[] =
     "SELECT x.* FROM projects.tasks t" PROJECTS_SQL_MEMBER("t.team_id", "$2")
     " LEFT JOIN LATERAL (SELECT " COMMENT_COLS("c") ", "
-    PROJECTS_SQL_US("c.created_at") " AS sort_key"
+    PLX_SQL_TIME_KEY("c.created_at") " AS sort_key"
     "  FROM projects.comments c WHERE c.task_id = t.id"
     "  AND ($3::uuid IS NULL OR (c.created_at, c.id) > ("
-    PROJECTS_SQL_FROM_US("$4") ", $3::uuid))"
+    "$4::timestamptz" ", $3::uuid))"
     "  ORDER BY c.created_at, c.id LIMIT $5::int) x ON true"
     " WHERE t.id = $1::uuid";
 
@@ -95,7 +95,7 @@ static plx_status_t comment_list(plx_request_t *r, void *arg)
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!task || !projects_page_params(r, "comments", PROJECTS_KEY_US, &page))
+    if (!task || !projects_page_params(r, "comments", PROJECTS_KEY_TIME, &page))
         return PLX_OK;
     const char *params[] = { task, plx_request_user_id(r), page.id, page.key,
                              page.limit_plus_one };

@@ -1,11 +1,12 @@
 /*
  * common.c - what the projects module's route files share
  *
- * First the pure helpers (UUIDs, dates, UTF-8, LIKE patterns, cursors,
- * If-Match), which touch no request and are unit-tested on their own
- * (tests/test_projects_unit.c); then the request helpers built on them:
- * body validation that names the offending field, query parameters, pages,
- * row rendering, ETags, the reading of a guarded write, and events.
+ * First the pure helpers (dates, LIKE patterns, If-Match), which touch no
+ * request and are unit-tested on their own (tests/test_projects_unit.c);
+ * then the request helpers built on them and on the core's primitives
+ * (UUIDs, UTF-8, pages and cursors): body validation that names the
+ * offending field, query parameters, pages, row rendering, ETags, the
+ * reading of a guarded write, and events.
  */
 #include "projects.h"
 
@@ -14,20 +15,6 @@
 #include <string.h>
 
 /* ==== pure helpers ======================================================== */
-
-bool projects_uuid_valid(const char *s)
-{
-    static const char hexdigits[] = "0123456789abcdefABCDEF";
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr(hexdigits, s[i]))
-            return false;
-    }
-    return true;
-}
 
 static int digits(const char *s, int n)
 {
@@ -59,55 +46,6 @@ bool projects_date_valid(const char *s)
     return d <= max;
 }
 
-/* length of the UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing past U+10FFFF), 0 when invalid */
-static size_t utf8_seq(const unsigned char *s, size_t left)
-{
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        n = 2;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        n = 3;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (left < n)
-        return 0;
-    if (s[0] == 0xE0)
-        lo = 0xA0;
-    else if (s[0] == 0xED)
-        hi = 0x9F;
-    else if (s[0] == 0xF0)
-        lo = 0x90;
-    else if (s[0] == 0xF4)
-        hi = 0x8F;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-long projects_utf8_chars(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long chars = 0;
-
-    for (size_t i = 0; i < len; chars++) {
-        size_t n = utf8_seq(p + i, len - i);
-        if (n == 0)
-            return -1;
-        i += n;
-    }
-    return chars;
-}
-
 bool projects_one_of(const char *s, const char *const *values)
 {
     for (; s && values && *values; values++)
@@ -133,111 +71,9 @@ char *projects_like_pattern(const char *s, char *out, size_t outlen)
     return out;
 }
 
-/* ---- cursors: base64url without padding (RFC 4648, section 5) ------------ */
-
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static bool b64url_encode(const unsigned char *in, size_t len, char *out,
-                          size_t outlen)
+bool projects_date_key_valid(const char *key)
 {
-    size_t o = 0;
-
-    if (outlen < (len * 4 + 2) / 3 + 1)
-        return false;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        size_t n = len - i < 3 ? len - i : 3;
-        if (n > 1)
-            v |= (unsigned)in[i + 1] << 8;
-        if (n > 2)
-            v |= in[i + 2];
-        for (size_t k = 0; k <= n; k++)
-            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
-    }
-    out[o] = '\0';
-    return true;
-}
-
-/* decoded length, or -1 when in is not base64url or does not fit */
-static long b64url_decode(const char *in, unsigned char *out, size_t outlen)
-{
-    size_t len = strlen(in), o = 0;
-    unsigned v = 0;
-    int bits = 0;
-
-    if (len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = strchr(b64url, in[i]);
-        if (!p)
-            return -1;
-        v = (v << 6) | (unsigned)(p - b64url);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= outlen)
-                return -1;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-        v &= (1u << bits) - 1;
-    }
-    return v == 0 ? (long)o : -1;   /* leftover bits must be zero */
-}
-
-static bool key_valid(const char *key, projects_key_t kind)
-{
-    size_t n = strlen(key), i = key[0] == '-';
-
-    if (kind == PROJECTS_KEY_DATE)
-        return strcmp(key, "infinity") == 0 || projects_date_valid(key);
-    /* 18 digits: any microsecond PostgreSQL can hold fits in a bigint */
-    if (n == i || n - i > 18)
-        return false;
-    for (; i < n; i++)
-        if (key[i] < '0' || key[i] > '9')
-            return false;
-    return true;
-}
-
-bool projects_cursor_encode(const char *tag, const char *key, const char *id,
-                            char *out, size_t outlen)
-{
-    char raw[PROJECTS_CURSOR_MAX];
-    int n = snprintf(raw, sizeof raw, "%s|%s|%s", tag, key, id);
-
-    if (n < 0 || (size_t)n >= sizeof raw)
-        return false;
-    return b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
-}
-
-bool projects_cursor_decode(const char *cursor, const char *tag,
-                            projects_key_t kind, char key[PROJECTS_KEY_MAX],
-                            char id[37])
-{
-    char raw[PROJECTS_CURSOR_MAX];
-    size_t taglen = strlen(tag);
-    long n;
-    const char *k, *bar;
-
-    if (strlen(cursor) >= PROJECTS_CURSOR_MAX)
-        return false;
-    n = b64url_decode(cursor, (unsigned char *)raw, sizeof raw - 1);
-    if (n < 0 || memchr(raw, '\0', (size_t)n))
-        return false;
-    raw[n] = '\0';
-    if (strncmp(raw, tag, taglen) != 0 || raw[taglen] != '|')
-        return false;
-    k = raw + taglen + 1;
-    bar = strchr(k, '|');
-    if (!bar || (size_t)(bar - k) >= PROJECTS_KEY_MAX)
-        return false;
-    memcpy(key, k, (size_t)(bar - k));
-    key[bar - k] = '\0';
-    if (!key_valid(key, kind) || !projects_uuid_valid(bar + 1))
-        return false;
-    memcpy(id, bar + 1, 37);
-    return true;
+    return key && (strcmp(key, "infinity") == 0 || projects_date_valid(key));
 }
 
 /* ---- If-Match ------------------------------------------------------------ */
@@ -306,22 +142,11 @@ bool projects_routes_add(plx_module_t *m, const projects_route_t *routes)
  * controls and quotes replaced, so that detail stays one clean line */
 static const char *printable(const char *s, char out[72])
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0, n;
+    size_t n = plx_utf8_repair(s, strnlen(s, 64), out, 65);
 
-    while (*p && o < 64) {
-        n = utf8_seq(p, strnlen((const char *)p, 4));
-        if (n == 0 || o + n > 64)
-            break;
-        if (n == 1 && (*p < 0x20 || *p == 0x7f || *p == '"')) {
-            out[o++] = '?';
-        } else {
-            memcpy(out + o, p, n);
-            o += n;
-        }
-        p += n;
-    }
-    out[o] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f || out[i] == '"')
+            out[i] = '?';
     return out;
 }
 
@@ -339,7 +164,7 @@ static bool has_control(const char *s, bool allow_newlines)
 /* why the text s is not a name, text or body; NULL when it is */
 static const char *length_problem(projects_kind_t kind, const char *s, char why[160])
 {
-    long chars = projects_utf8_chars(s, strlen(s));
+    long chars = plx_utf8_chars(s, strlen(s));
     long min = kind == PROJECTS_F_TEXT ? 0 : 1;
     long max = kind == PROJECTS_F_NAME ? PROJECTS_NAME_MAX : PROJECTS_TEXT_MAX;
 
@@ -360,7 +185,7 @@ static const char *text_problem(projects_kind_t kind, const char *s,
 
     switch (kind) {
     case PROJECTS_F_UUID:
-        return projects_uuid_valid(s) ? NULL : "must be a UUID";
+        return plx_uuid_valid(s) ? NULL : "must be a UUID";
     case PROJECTS_F_DATE:
         return projects_date_valid(s) ? NULL : "must be a date, YYYY-MM-DD";
     case PROJECTS_F_ENUM:
@@ -444,7 +269,7 @@ const char *projects_path_id(plx_request_t *r, const char *what)
 {
     const char *id = plx_request_param(r, "id");
 
-    if (projects_uuid_valid(id))
+    if (plx_uuid_valid(id))
         return id;
     plx_reply_problem(r, 404, "not_found", "no such %s", what);
     return NULL;
@@ -469,40 +294,24 @@ bool projects_query(plx_request_t *r, const char *name, projects_kind_t kind,
     return true;
 }
 
-static bool bad_limit(plx_request_t *r)
-{
-    plx_reply_problem(r, 400, "invalid_query",
-                      "query parameter \"limit\" must be 1 to %d", PROJECTS_LIMIT_MAX);
-    return false;
-}
-
 bool projects_page_params(plx_request_t *r, const char *tag,
                           projects_key_t kind, projects_page_t *page)
 {
-    const char *limit = plx_request_query(r, "limit");
-    const char *cursor = plx_request_query(r, "cursor");
-    char *key, *id;
+    plx_page_t p = { .size = sizeof p };
 
-    page->limit = PROJECTS_LIMIT_DEFAULT;
-    page->key = page->id = NULL;
-    if (limit) {
-        size_t len = strlen(limit);
-        page->limit = len >= 1 && len <= 3 ? digits(limit, (int)len) : -1;
-        if (page->limit < 1 || page->limit > PROJECTS_LIMIT_MAX)
-            return bad_limit(r);
-    }
-    snprintf(page->limit_plus_one, sizeof page->limit_plus_one, "%d", page->limit + 1);
-    if (!cursor)
-        return true;
-    key = plx_palloc(r, PROJECTS_KEY_MAX);
-    id = plx_palloc(r, 37);
-    if (!key || !id || !projects_cursor_decode(cursor, tag, kind, key, id)) {
+    page->kind = kind;
+    if (plx_page_read(r, tag, kind == PROJECTS_KEY_DATE ? PLX_KEY_TEXT : PLX_KEY_TIME,
+                      PROJECTS_LIMIT_DEFAULT, PROJECTS_LIMIT_MAX, &p) != PLX_OK)
+        return false;   /* answered: 400 invalid_limit or invalid_cursor */
+    if (kind == PROJECTS_KEY_DATE && p.key && !projects_date_key_valid(p.key)) {
         plx_reply_problem(r, 400, "invalid_cursor", "query parameter \"cursor\" is not"
                           " a cursor of this list and order");
         return false;
     }
-    page->key = key;
-    page->id = id;
+    page->limit = p.limit;
+    page->key = p.key;
+    page->id = p.id;
+    snprintf(page->limit_plus_one, sizeof page->limit_plus_one, "%d", page->limit + 1);
     return true;
 }
 
@@ -547,16 +356,11 @@ json_t *projects_row_json(const plx_db_res_t *res, int row,
 }
 
 static const char *next_cursor(plx_request_t *r, const plx_db_res_t *res,
-                               int row, const char *tag)
+                               int row, const char *tag, projects_key_t kind)
 {
-    const char *key = plx_db_value(res, row, plx_db_col(res, "sort_key"));
-    const char *id = plx_db_value(res, row, plx_db_col(res, "id"));
-    char *out = plx_palloc(r, PROJECTS_CURSOR_MAX);
-
-    if (!key || !id || !out
-        || !projects_cursor_encode(tag, key, id, out, PROJECTS_CURSOR_MAX))
-        return NULL;
-    return out;
+    return plx_page_cursor(r, tag, kind == PROJECTS_KEY_DATE ? PLX_KEY_TEXT : PLX_KEY_TIME,
+                           plx_db_value(res, row, plx_db_col(res, "sort_key")),
+                           plx_db_value(res, row, plx_db_col(res, "id")));
 }
 
 plx_status_t projects_reply_list(plx_request_t *r, const plx_db_res_t *res,
@@ -584,7 +388,7 @@ plx_status_t projects_reply_list(plx_request_t *r, const plx_db_res_t *res,
     }
     if (!items)
         return PLX_ERR_NOMEM;
-    const char *cursor = more ? next_cursor(r, res, last, tag) : NULL;
+    const char *cursor = more ? next_cursor(r, res, last, tag, page->kind) : NULL;
     return plx_reply_json(r, 200, json_pack("{s:o, s:s?}", "items", items,
                                             "next_cursor", cursor));
 }

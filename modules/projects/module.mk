@@ -22,7 +22,7 @@ if HAVE_CMOCKA
 
 projects_test_cppflags = -I$(top_srcdir)/core/include -I$(top_srcdir)/modules/projects
 
-# unit: cursors, If-Match, UUIDs, dates, UTF-8, LIKE patterns; no core
+# unit: If-Match, dates, LIKE patterns; no core
 check_PROGRAMS += modules/projects/tests/test_projects_unit
 TESTS += modules/projects/tests/test_projects_unit
 modules_projects_tests_test_projects_unit_SOURCES = \

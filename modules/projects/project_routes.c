@@ -13,8 +13,8 @@
 
 #define PROJECT_COLS(p)                                                      \
     p ".id, " p ".team_id, " p ".name, " p ".description, " p ".status, "    \
-    p ".created_by, " PROJECTS_SQL_TIME(p ".created_at") " AS created_at, "  \
-    PROJECTS_SQL_TIME(p ".updated_at") " AS updated_at, " p ".version"
+    p ".created_by, " PLX_SQL_RFC3339(p ".created_at") " AS created_at, "  \
+    PLX_SQL_RFC3339(p ".updated_at") " AS updated_at, " p ".version"
 
 static const projects_col_t project_cols[] = {
     { "id" }, { "team_id" }, { "name" }, { "description" }, { "status" },
@@ -57,15 +57,15 @@ static const char create_sql[] =
 /* $1 caller, $2 team or NULL, $3 status or NULL, $4 ILIKE pattern or NULL,
  * $5 $6 the cursor's key and id or NULL, $7 limit + 1 */
 static const char list_sql[] =
-    "SELECT " PROJECT_COLS("p") ", " PROJECTS_SQL_US("p.created_at") " AS sort_key"
+    "SELECT " PROJECT_COLS("p") ", " PLX_SQL_TIME_KEY("p.created_at") " AS sort_key"
     " FROM projects.projects p"
     " WHERE p.team_id IN (SELECT team_id FROM plexus.team_members"
     "                     WHERE user_id = $1::uuid)"
     " AND ($2::uuid IS NULL OR p.team_id = $2::uuid)"
     " AND ($3::text IS NULL OR p.status = $3::text)"
     " AND ($4::text IS NULL OR p.name ILIKE $4::text)"
-    " AND ($5::bigint IS NULL OR (p.created_at, p.id) > ("
-    PROJECTS_SQL_FROM_US("$5") ", $6::uuid))"
+    " AND ($5::timestamptz IS NULL OR (p.created_at, p.id) > ("
+    "$5::timestamptz" ", $6::uuid))"
     " ORDER BY p.created_at, p.id LIMIT $7::int";
 
 /* $1 project, $2 caller */
@@ -144,7 +144,7 @@ static plx_status_t project_list(plx_request_t *r, void *arg)
     if (!projects_query(r, "team_id", PROJECTS_F_UUID, NULL, &team)
         || !projects_query(r, "status", PROJECTS_F_ENUM, project_statuses, &status)
         || !projects_query(r, "q", PROJECTS_F_NAME, NULL, &q)
-        || !projects_page_params(r, "projects", PROJECTS_KEY_US, &page))
+        || !projects_page_params(r, "projects", PROJECTS_KEY_TIME, &page))
         return PLX_OK;
     /* a team named but not the caller's is not found, not an empty list */
     if (team && (st = projects_team_access(r, team, PLX_ROLE_VIEWER)) != PLX_OK)

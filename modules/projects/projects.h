@@ -29,19 +29,10 @@
 #define PROJECTS_TEXT_MAX      10000   /* characters of a description or comment */
 #define PROJECTS_LIMIT_DEFAULT 20
 #define PROJECTS_LIMIT_MAX     100
-#define PROJECTS_CURSOR_MAX    256     /* bytes of an encoded cursor */
-#define PROJECTS_KEY_MAX       32      /* bytes of a cursor's sort key */
 #define PROJECTS_IF_MATCH_MAX  16      /* entity tags read from If-Match */
 
 /* ---- SQL fragments shared by the route files ----------------------------- */
 
-/* RFC 3339 UTC, as the core renders times */
-#define PROJECTS_SQL_TIME(col) \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-/* a timestamptz as a sort key exact to the microsecond, and back */
-#define PROJECTS_SQL_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define PROJECTS_SQL_FROM_US(p) \
-    "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 /* a date as text whatever the server's DateStyle */
 #define PROJECTS_SQL_DATE(col) "to_char(" col ", 'YYYY-MM-DD')"
 
@@ -77,33 +68,24 @@ bool projects_comment_routes(plx_module_t *m);
 
 /* ---- pure helpers (common.c), no core needed ----------------------------- */
 
-bool projects_uuid_valid(const char *s);
 /* "YYYY-MM-DD", a real calendar day in years 0001..9999 */
 bool projects_date_valid(const char *s);
-/* characters (code points) in valid UTF-8, or -1 when s is not UTF-8 */
-long projects_utf8_chars(const char *s, size_t len);
 /* s is one of the NULL-terminated values */
 bool projects_one_of(const char *s, const char *const *values);
 /* s for ILIKE: '%', '_' and '\' escaped, wrapped in '%'; out needs
  * 2 * strlen(s) + 3 bytes. Returns out. */
 char *projects_like_pattern(const char *s, char *out, size_t outlen);
 
-/* The kinds of sort keys a cursor may carry. */
+/* The kinds of sort keys a list's cursor carries (cursors are the page
+ * API's, plx_page_read: the tag names the list and its order,
+ * "tasks.due_date.desc", so a cursor of one order is refused by another). */
 typedef enum projects_key {
-    PROJECTS_KEY_US,     /* microseconds since the epoch: [-]digits */
-    PROJECTS_KEY_DATE    /* a date as projects_date_valid, or "infinity" */
+    PROJECTS_KEY_TIME,   /* PLX_SQL_TIME_KEY of a timestamptz */
+    PROJECTS_KEY_DATE    /* a date as projects_date_valid, or "infinity":
+                          * carried as PLX_KEY_TEXT and checked here */
 } projects_key_t;
-
-/* A cursor is base64url (no padding) of "<tag>|<key>|<id>": tag names the
- * list and its order ("tasks.due_date.desc"), so a cursor of one order is
- * refused by another; key is the last row's sort key, id its UUID.
- * encode: false when it does not fit in out. */
-bool projects_cursor_encode(const char *tag, const char *key, const char *id,
-                            char *out, size_t outlen);
-/* false unless cursor decodes, carries tag, a key of kind and a UUID */
-bool projects_cursor_decode(const char *cursor, const char *tag,
-                            projects_key_t kind, char key[PROJECTS_KEY_MAX],
-                            char id[37]);
+/* a PROJECTS_KEY_DATE key: a date, or "infinity" for no date */
+bool projects_date_key_valid(const char *key);
 
 /* If-Match (RFC 9110, 13.1.1) as a PostgreSQL integer[] literal of the
  * versions it names ("{3}", "{3,4}"), for PROJECTS_SQL_VERSION. Returns
@@ -152,6 +134,7 @@ bool projects_query(plx_request_t *r, const char *name, projects_kind_t kind,
 
 /* A page request: ?limit= (default 20, 1..100) and ?cursor=. */
 typedef struct projects_page {
+    projects_key_t kind;
     int         limit;
     char        limit_plus_one[12];   /* text for "LIMIT $n": one more row
                                        * tells whether a next page exists */

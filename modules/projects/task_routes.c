@@ -27,8 +27,8 @@
     t ".id, " t ".team_id, " t ".project_id, " t ".title, "                  \
     t ".description, " t ".status, " TASK_ASSIGNEE(t) " AS assignee_id, "    \
     PROJECTS_SQL_DATE(t ".due_date") " AS due_date, " t ".created_by, "      \
-    PROJECTS_SQL_TIME(t ".created_at") " AS created_at, "                    \
-    PROJECTS_SQL_TIME(t ".updated_at") " AS updated_at, " t ".version"
+    PLX_SQL_RFC3339(t ".created_at") " AS created_at, "                    \
+    PLX_SQL_RFC3339(t ".updated_at") " AS updated_at, " t ".version"
 
 /* $3 holds the body: the assignee it names, if any, is in team */
 #define TASK_ASSIGNABLE(team)                                                \
@@ -136,10 +136,10 @@ typedef struct task_order {
 } task_order_t;
 
 static const task_order_t orders[] = {
-    { "created_at", PROJECTS_KEY_US, "t.created_at",
-      PROJECTS_SQL_US("t.created_at"), PROJECTS_SQL_FROM_US("$9") },
-    { "updated_at", PROJECTS_KEY_US, "t.updated_at",
-      PROJECTS_SQL_US("t.updated_at"), PROJECTS_SQL_FROM_US("$9") },
+    { "created_at", PROJECTS_KEY_TIME, "t.created_at",
+      PLX_SQL_TIME_KEY("t.created_at"), "$9::timestamptz" },
+    { "updated_at", PROJECTS_KEY_TIME, "t.updated_at",
+      PLX_SQL_TIME_KEY("t.updated_at"), "$9::timestamptz" },
     /* no due date sorts last ascending, first descending */
     { "due_date", PROJECTS_KEY_DATE, "COALESCE(t.due_date, 'infinity'::date)",
       "COALESCE(" PROJECTS_SQL_DATE("t.due_date") ", 'infinity')", "$9::date" },
@@ -199,7 +199,7 @@ static bool assignee_param(plx_request_t *r, const char **uuid, const char **non
         *none = "true";
         return true;
     }
-    if (!v || projects_uuid_valid(v)) {
+    if (!v || plx_uuid_valid(v)) {
         *uuid = v;
         return true;
     }

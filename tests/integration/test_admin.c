@@ -234,6 +234,11 @@ static void test_disable_stops_tokens_and_keys(void **state)
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", u.access, NULL, 200);
     plxt_expect_status(srv, "GET", "/api/v1/probe/user", key, NULL, 200);
 
+    /* a body that is not an object: the same answer as every route's */
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+                    "[true]", 400);
+    assert_string_equal(plxt_str(j, "code"), "invalid_body");
+    json_decref(j);
     j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                "{\"disabled\":true}", 200);
     assert_true(json_is_true(json_object_get(j, "disabled")));
@@ -319,6 +324,17 @@ static void test_patch_bad_input(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         plxt_expect_status(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
                       bad[i], 400);
+    /* the field readers' answer: invalid_body, naming the field */
+    json_t *j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id),
+                            admin.access, "{\"disabled\":\"yes\"}", 400);
+    assert_string_equal(plxt_str(j, "code"), "invalid_body");
+    assert_non_null(strstr(plxt_str(j, "detail"), "\"disabled\""));
+    json_decref(j);
+    j = plxt_expect(srv, "PATCH", user_path("/api/v1/admin/users/", u.id), admin.access,
+                    "{\"disabled\":false,\"role\":\"root\"}", 400);
+    assert_string_equal(plxt_str(j, "code"), "invalid_body");
+    assert_non_null(strstr(plxt_str(j, "detail"), "\"role\" must be one of \"user\", \"admin\""));
+    json_decref(j);
     plxt_expect_status(srv, "PATCH", "/api/v1/admin/users/0b7e7c52-3f0e-4c43-9f5e-1a1f3a1b2c3d",
                   admin.access, "{\"disabled\":true}", 404);
     plxt_expect_status(srv, "PATCH", "/api/v1/admin/users/nope", admin.access,

@@ -407,7 +407,21 @@ static void test_bad_input_is_400(void **state)
                         "null");
     json_decref(j);
     plxt_expect_status(srv, "GET", "/api/v1/api-keys?limit=0", u.access, NULL, 400);
+    j = plxt_expect(srv, "POST", "/api/v1/api-keys", u.access, "[\"name\"]", 400);
+    assert_string_equal(plxt_str(j, "code"), "invalid_body");
+    json_decref(j);
     plxt_expect_status(srv, "GET", "/api/v1/api-keys?cursor=%FF", u.access, NULL, 400);
+    /* crafted cursors: "9223372036854775807,<uuid>" (microseconds past any
+     * timestamp), "api-keys|99999-01-01T00:00:00Z|<uuid>" (a huge year),
+     * "api-keys|2026-02-30T00:00:00Z|<uuid>" (no such day) */
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys?cursor=OTIyMzM3MjAzNjg1NDc3NTgwNywx"
+                       "MjNlNDU2Ny1lODliLTQyZDMtYTQ1Ni00MjY2MTQxNzQwMDA", u.access, NULL, 400);
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys?cursor=YXBpLWtleXN8OTk5OTktMDEtMDFUMD"
+                       "A6MDA6MDBafDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA", u.access,
+                       NULL, 400);
+    plxt_expect_status(srv, "GET", "/api/v1/api-keys?cursor=YXBpLWtleXN8MjAyNi0wMi0zMFQwMD"
+                       "owMDowMFp8MTIzZTQ1NjctZTg5Yi00MmQzLWE0NTYtNDI2NjE0MTc0MDAw", u.access,
+                       NULL, 400);
     assert_false(plxt_server_log_contains(srv, "\"status\":500"));
 }
 

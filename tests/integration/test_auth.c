@@ -703,6 +703,17 @@ static void test_sessions_list_page_and_revoke(void **state)
     assert_int_equal(status_of("GET", "/api/v1/auth/sessions?cursor=bogus!", u.access, NULL),
                      400);
     assert_int_equal(status_of("GET", "/api/v1/auth/sessions?limit=0", u.access, NULL), 400);
+    /* crafted cursors: "9999-99-99T99:99:99.999999Z|<uuid>" (no such time),
+     * "sessions|99999-12-31T00:00:00.000000Z|<uuid>" (a huge year),
+     * "sessions|2026-12-08T00:00:00Z|not-a-uuid" */
+    assert_int_equal(status_of("GET", "/api/v1/auth/sessions?cursor=OTk5OS05OS05OVQ5OTo5OT"
+                               "o5OS45OTk5OTlafDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3"
+                               "NDAwMA", u.access, NULL), 400);
+    assert_int_equal(status_of("GET", "/api/v1/auth/sessions?cursor=c2Vzc2lvbnN8OTk5OTktMT"
+                               "ItMzFUMDA6MDA6MDAuMDAwMDAwWnwxMjNlNDU2Ny1lODliLTQyZDMtYTQ1"
+                               "Ni00MjY2MTQxNzQwMDA", u.access, NULL), 400);
+    assert_int_equal(status_of("GET", "/api/v1/auth/sessions?cursor=c2Vzc2lvbnN8MjAyNi0xMi"
+                               "0wOFQwMDowMDowMFp8bm90LWEtdXVpZA", u.access, NULL), 400);
     assert_int_equal(status_of("GET", "/api/v1/auth/sessions?limit=201", u.access, NULL), 400);
 
     /* revoke the second session from the first */

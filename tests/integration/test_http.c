@@ -31,6 +31,7 @@
 #define OTHER_ORIGIN   "https://evil.example.net"
 #define MAX_BODY       65536
 #define MAX_DEPTH      8
+#define MAX_ELEMENTS   100
 
 static plxt_server_t *srv;
 static char dbname[64];
@@ -44,9 +45,9 @@ static int group_setup(void **state)
     if (!url)
         return -1;
     snprintf(cfg, sizeof cfg,
-             "[server]\nmax_body = %d\nmax_json_depth = %d\ncors_origins = %s\n"
-             "threads = 32\n",
-             MAX_BODY, MAX_DEPTH, ALLOWED_ORIGIN);
+             "[server]\nmax_body = %d\nmax_json_depth = %d\nmax_json_elements = %d\n"
+             "cors_origins = %s\nthreads = 32\n",
+             MAX_BODY, MAX_DEPTH, MAX_ELEMENTS, ALLOWED_ORIGIN);
     plxt_server_opts_t o = { .db_url = url, .modules = mods, .config = cfg };
     srv = plxt_server_start(&o);
     free(url);
@@ -343,6 +344,38 @@ static void test_too_deep_json_is_400(void **state)
         strcat(body, "[");
     for (int i = 0; i < MAX_DEPTH; i++)
         strcat(body, "]");
+    request("POST", "/api/v1/example/echo", NULL, body, &resp);
+    assert_int_equal(resp.status, 200);
+    plxt_resp_free(&resp);
+}
+
+/* "[{},{},...]" of n objects into body */
+static void many_objects(char *body, int n)
+{
+    strcpy(body, "[");
+    for (int i = 0; i < n; i++)
+        strcat(body, i ? ",{}" : "{}");
+    strcat(body, "]");
+}
+
+static void test_too_many_elements_is_413(void **state)
+{
+    char body[MAX_ELEMENTS * 3 * 2 + 8];
+    plxt_resp_t resp;
+    json_t *j;
+
+    /* small in bytes, but each "{}" costs an allocated object */
+    many_objects(body, MAX_ELEMENTS * 2);
+    request("POST", "/api/v1/example/echo", NULL, body, &resp);
+    j = assert_problem(&resp, 413);
+    assert_string_equal(jstr(j, "code"), "body_too_large");
+    assert_non_null(strstr(jstr(j, "detail"), "JSON elements"));
+    json_decref(j);
+    plxt_resp_free(&resp);
+
+    /* well under the bound it is fine (each object counts twice: its '{'
+     * and the ',' or '[' before it) */
+    many_objects(body, MAX_ELEMENTS / 2 - 1);
     request("POST", "/api/v1/example/echo", NULL, body, &resp);
     assert_int_equal(resp.status, 200);
     plxt_resp_free(&resp);
@@ -670,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_cors_other_origin_gets_nothing),
         cmocka_unit_test(test_cors_preflight),
         cmocka_unit_test(test_body_over_max_is_413),
+        cmocka_unit_test(test_too_many_elements_is_413),
         cmocka_unit_test(test_malformed_json_is_400),
         cmocka_unit_test(test_too_deep_json_is_400),
         cmocka_unit_test(test_non_utf8_is_400),

@@ -599,6 +599,19 @@ static void test_bad_input_is_400(void **state)
     static const char *const bad_queries[] = {
         "limit=0", "limit=201", "limit=-1", "limit=abc", "limit=1e3", "limit=%FF",
         "cursor=%FF%FE", "cursor=%27%20OR%201%3D1--", "cursor=AAAA", "cursor=",
+        /* crafted cursors: whatever they decode to must not reach SQL.
+         * "9223372036854775807,<uuid>" and "-9223372036854775808,<uuid>":
+         * microseconds past any timestamp */
+        "cursor=OTIyMzM3MjAzNjg1NDc3NTgwNywxMjNlNDU2Ny1lODliLTQyZDMtYTQ1Ni00MjY2MTQxNzQwMDA",
+        "cursor=LTkyMjMzNzIwMzY4NTQ3NzU4MDgsMTIzZTQ1NjctZTg5Yi00MmQzLWE0NTYtNDI2NjE0MTc0MDAw",
+        /* "teams|99999-01-01T00:00:00.000000Z|<uuid>": a huge year */
+        "cursor=dGVhbXN8OTk5OTktMDEtMDFUMDA6MDA6MDAuMDAwMDAwWnwxMjNlNDU2Ny1lODliLTQyZDMtYTQ1Ni00MjY2MTQxNzQwMDA",
+        /* "teams|2026-13-45T25:61:61.000000Z|<uuid>": no such time */
+        "cursor=dGVhbXN8MjAyNi0xMy00NVQyNTo2MTo2MS4wMDAwMDBafDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA",
+        /* "members|0000-01-01T00:00:00Z|<uuid>": year zero */
+        "cursor=bWVtYmVyc3wwMDAwLTAxLTAxVDAwOjAwOjAwWnwxMjNlNDU2Ny1lODliLTQyZDMtYTQ1Ni00MjY2MTQxNzQwMDA",
+        /* "teams|2026-01-01T00:00:00Z|<uuid>'--": SQL after the id */
+        "cursor=dGVhbXN8MjAyNi0wMS0wMVQwMDowMDowMFp8MTIzZTQ1NjctZTg5Yi00MmQzLWE0NTYtNDI2NjE0MTc0MDAwJy0t",
     };
     char id[37], body[600];
     json_t *j;

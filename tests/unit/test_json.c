@@ -17,7 +17,7 @@
 static plx_status_t parse(const char *s, size_t len, int depth, json_t **out,
                           char err[160])
 {
-    return core_json_parse(s, len, depth, out, err);
+    return core_json_parse(s, len, depth, 20000, out, err);
 }
 
 static plx_status_t parse_str(const char *s, int depth, char err[160])
@@ -112,15 +112,17 @@ static void test_size(void **state)
     char *huge;
 
     (void)state;
-    /* a large flat document is fine */
+    /* a large flat document is fine within its element bound */
     assert_non_null(s);
     s[o++] = '[';
     for (size_t i = 0; i < n; i++) {
         s[o++] = '0';
         s[o++] = i + 1 < n ? ',' : ']';
     }
-    assert_int_equal(parse(s, o, 32, &j, err), PLX_OK);
+    assert_int_equal(core_json_parse(s, o, 32, (long)n + 1, &j, err), PLX_OK);
     assert_int_equal(json_array_size(j), n);
+    json_decref(j);
+    assert_int_equal(core_json_parse(s, o, 32, (long)n, &j, err), PLX_ERR_TOO_LARGE);
     json_decref(j);
     /* the length is what counts, not a terminator: a valid prefix parses */
     assert_int_equal(parse("{}garbage", 2, 32, &j, err), PLX_OK);
@@ -235,6 +237,57 @@ static void test_syntax_error_position(void **state)
     assert_non_null(strstr(err, "invalid JSON at line 3, column 1"));
 }
 
+/* "[{},{},...]" of n objects; caller frees */
+static char *many_objects(size_t n)
+{
+    char *s = malloc(n * 3 + 2);
+    size_t o = 0;
+
+    assert_non_null(s);
+    s[o++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        memcpy(s + o, i ? ",{}" : "{}", i ? 3 : 2);
+        o += i ? 3 : 2;
+    }
+    s[o++] = ']';
+    s[o] = '\0';
+    return s;
+}
+
+static void test_element_bound(void **state)
+{
+    char err[160];
+    json_t *j = NULL;
+    /* 3 elements by the count: the document, '{' and ':' */
+    const char *obj = "{\"a\": 1}";
+    /* commas, colons and brackets inside strings are text, not elements */
+    const char *str = "[\"[{,:}],,,::\\\"{{\"]";
+    char *big = many_objects(350000);   /* about 1 MiB */
+
+    (void)state;
+    assert_int_equal(core_json_parse(obj, strlen(obj), 32, 3, &j, err), PLX_OK);
+    json_decref(j);
+    assert_int_equal(core_json_parse(obj, strlen(obj), 32, 2, &j, err),
+                     PLX_ERR_TOO_LARGE);
+    assert_null(j);
+    assert_non_null(strstr(err, "at most 2 JSON elements"));
+    assert_int_equal(core_json_parse(str, strlen(str), 32, 2, &j, err), PLX_OK);
+    assert_int_equal(json_array_size(j), 1);
+    json_decref(j);
+
+    /* the pre-scan refuses it before jansson allocates anything */
+    assert_int_equal(core_json_parse(big, strlen(big), 32, 20000, &j, err),
+                     PLX_ERR_TOO_LARGE);
+    assert_null(j);
+    assert_non_null(strstr(err, "line 1, column"));
+    free(big);
+    big = many_objects(6000);           /* under the bound: parsed */
+    assert_int_equal(core_json_parse(big, strlen(big), 32, 20000, &j, err), PLX_OK);
+    assert_int_equal(json_array_size(j), 6000);
+    json_decref(j);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_nul_bytes),
         cmocka_unit_test(test_top_level_must_be_container),
         cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_element_bound),
         cmocka_unit_test(test_syntax_error_position),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);

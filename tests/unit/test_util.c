@@ -20,32 +20,6 @@ static void test_secure_equal(void **state)
     assert_true(core_secure_equal("", 0, "", 0));
 }
 
-static void test_uuid_shape(void **state)
-{
-    char a[37], b[37];
-
-    assert_true(core_uuid_v4(a));
-    assert_true(core_uuid_v4(b));
-    assert_int_equal(strlen(a), 36);
-    assert_int_equal(a[8], '-');
-    assert_int_equal(a[14], '4');
-    assert_non_null(strchr("89ab", a[19]));
-    assert_string_not_equal(a, b);
-}
-
-static void test_utf8(void **state)
-{
-    assert_true(core_utf8_valid("plain", 5));
-    assert_true(core_utf8_valid("caf\xc3\xa9", 5));
-    assert_true(core_utf8_valid("\xf0\x9f\x98\x80", 4));        /* emoji */
-    assert_false(core_utf8_valid("\xc3", 1));                   /* cut */
-    assert_false(core_utf8_valid("\xc0\xaf", 2));               /* overlong '/' */
-    assert_false(core_utf8_valid("\xed\xa0\x80", 3));           /* surrogate */
-    assert_false(core_utf8_valid("\xf4\x90\x80\x80", 4));       /* > U+10FFFF */
-    assert_false(core_utf8_valid("a\0b", 3));                   /* NUL */
-    assert_false(core_utf8_valid("\xff", 1));
-}
-
 static void test_status_mapping(void **state)
 {
     assert_int_equal(core_status_http(PLX_ERR_INVALID), 400);
@@ -91,8 +65,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_secure_equal),
-        cmocka_unit_test(test_uuid_shape),
-        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_status_mapping),
         cmocka_unit_test(test_read_file_bound),
         cmocka_unit_test(test_rfc3339),

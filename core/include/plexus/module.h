@@ -346,6 +346,11 @@ typedef void (*plx_notify_fn)(const char *channel, const char *payload,
  * milliseconds: "2026-12-08T00:50:35.123Z". col is a SQL expression. */
 #define PLX_SQL_RFC3339(col) \
     "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* The sort key of a timestamptz column for a PLX_KEY_TIME cursor: RFC 3339
+ * UTC to the microsecond, as exact as the column, so pages neither skip
+ * nor repeat rows; compare it back as ($n::timestamptz). */
+#define PLX_SQL_TIME_KEY(col) \
+    "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /* Routes (1.4): one row of a module's route table, registered whole with
  * plx_routes_add(). auth and scope mean what plx_route_opts_t says. */
@@ -694,7 +699,9 @@ struct plx_api {
      * set; PLX_DECLINED when the field is absent and optional (*out left
      * as it was); otherwise the reader has answered 400 invalid_body with
      * a detail naming the field and returns PLX_ERR_INVALID. Strings are
-     * borrowed from obj. Lengths count characters. */
+     * borrowed from obj. Lengths count characters. A JSON null is refused
+     * unless PLX_FIELD_NULLABLE is given to a reader with a pointer
+     * output. */
     plx_status_t (*field_string)(plx_request_t *r, json_t *obj,
                                  const char *name, unsigned flags,
                                  size_t min_chars, size_t max_chars,
@@ -711,15 +718,19 @@ struct plx_api {
     plx_status_t (*field_enum)(plx_request_t *r, json_t *obj,
                                const char *name, unsigned flags,
                                const char *const *values, int *out);
-    /* an RFC 3339 date-time; *out borrowed from obj */
+    /* an RFC 3339 date-time in years 0001 to 9999 with an offset of at
+     * most 15:59, so it always casts to timestamptz; *out borrowed from
+     * obj */
     plx_status_t (*field_time)(plx_request_t *r, json_t *obj,
                                const char *name, unsigned flags,
                                const char **out);
-    /* Query parameters "limit" (default_limit when absent, 1..max_limit)
-     * and "cursor" (made by page_cursor with the same tag and kind). Bad
+    /* Query parameters "limit" (default_limit when absent, 1..max_limit,
+     * plain digits) and "cursor" (made by page_cursor with the same tag
+     * and kind; absent or empty: the first page, key and id NULL). Bad
      * input of either: 400 invalid_limit or invalid_cursor answered and
-     * PLX_ERR_INVALID returned. out->size set by the caller; the strings
-     * are borrowed for the request. */
+     * PLX_ERR_INVALID returned. tag: 1 to 64 printable ASCII bytes
+     * without '|'. out->size set by the caller; the strings are borrowed
+     * for the request. */
     plx_status_t (*page_read)(plx_request_t *r, const char *tag,
                               plx_key_kind_t kind, int default_limit,
                               int max_limit, plx_page_t *out);

@@ -696,10 +696,10 @@ static void test_malformed_queries_and_ids(void **state)
     pjt_project_new(&env, &owner, team, "queries", project);
     pjt_task_new(&env, &owner, project, "t", NULL, task);
     static const struct { const char *query, *code, *field; } cases[] = {
-        { "limit=0", "invalid_query", "limit" }, { "limit=101", "invalid_query", "limit" },
-        { "limit=-1", "invalid_query", "limit" }, { "limit=abc", "invalid_query", "limit" },
-        { "limit=1e2", "invalid_query", "limit" }, { "limit=", "invalid_query", "limit" },
-        { "limit=0010", "invalid_query", "limit" },
+        { "limit=0", "invalid_limit", "limit" }, { "limit=101", "invalid_limit", "limit" },
+        { "limit=-1", "invalid_limit", "limit" }, { "limit=abc", "invalid_limit", "limit" },
+        { "limit=1e2", "invalid_limit", "limit" }, { "limit=", "invalid_limit", "limit" },
+        { "limit=0010", "invalid_limit", "limit" },
         { "sort=priority", "invalid_query", "sort" }, { "order=up", "invalid_query", "order" },
         { "status=archived", "invalid_query", "status" },
         { "assignee=bob", "invalid_query", "assignee" },
@@ -708,6 +708,23 @@ static void test_malformed_queries_and_ids(void **state)
         { "due_after=tomorrow", "invalid_query", "due_after" },
         { "cursor=%25%25%25", "invalid_cursor", "cursor" },
         { "cursor=cHJvamVjdHN8MXx4", "invalid_cursor", "cursor" },
+        /* crafted cursors: whatever they decode to must not reach SQL */
+        /* "tasks.created_at.asc|999999999999999999|<uuid>": microseconds
+         * past any timestamp (the old key) */
+        { "cursor=dGFza3MuY3JlYXRlZF9hdC5hc2N8OTk5OTk5OTk5OTk5OTk"
+          "5OTk5fDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA", "invalid_cursor", "cursor" },
+        /* "tasks.created_at.asc|99999-01-01T00:00:00Z|<uuid>": a huge year */
+        { "cursor=dGFza3MuY3JlYXRlZF9hdC5hc2N8OTk5OTktMDEtMDFUMDA6M"
+          "DA6MDBafDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA", "invalid_cursor", "cursor" },
+        /* "tasks.created_at.asc|2026-02-30T00:00:00Z|<uuid>": no such day */
+        { "cursor=dGFza3MuY3JlYXRlZF9hdC5hc2N8MjAyNi0wMi0zMFQwMDow"
+          "MDowMFp8MTIzZTQ1NjctZTg5Yi00MmQzLWE0NTYtNDI2NjE0MTc0MDAw", "invalid_cursor", "cursor" },
+        /* "tasks.due_date.asc|2026-02-30|<uuid>": no such date */
+        { "sort=due_date&cursor=dGFza3MuZHVlX2RhdGUuYXNjfDIwMjYtM"
+          "DItMzB8MTIzZTQ1NjctZTg5Yi00MmQzLWE0NTYtNDI2NjE0MTc0MDAw", "invalid_cursor", "cursor" },
+        /* "tasks.due_date.asc|tomorrow|<uuid>": not a date */
+        { "sort=due_date&cursor=dGFza3MuZHVlX2RhdGUuYXNjfHRvbW9y"
+          "cm93fDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA", "invalid_cursor", "cursor" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_field_problem("GET", P("/api/v1/projects/%s/tasks?%s", project, cases[i].query),
@@ -719,6 +736,10 @@ static void test_malformed_queries_and_ids(void **state)
                          "invalid_query", "team_id");
     expect_field_problem("GET", "/api/v1/projects?status=deleted", NULL, NULL,
                          "invalid_query", "status");
+    /* "projects|99999-01-01T00:00:00Z|<uuid>": a huge year */
+    expect_field_problem("GET", "/api/v1/projects?cursor=cHJvamVjdHN8OTk5OTktMDEtMDFUMDA6"
+                         "MDA6MDBafDEyM2U0NTY3LWU4OWItNDJkMy1hNDU2LTQyNjYxNDE3NDAwMA",
+                         NULL, NULL, "invalid_cursor", "cursor");
     /* a cursor made for one order does not page another */
     json_decref(pjt_expect(&env, "POST", P("/api/v1/projects/%s/tasks", project),
                            owner.access, "{\"title\":\"second\"}", NULL, 201));
