@@ -39,7 +39,7 @@ static plx_status_t enqueue_durable(plx_db_conn_t *c, const char *topic,
 
     if (n == 0)
         return PLX_OK;
-    if (!core_uuid_v4(id))
+    if (core_uuid_new(4, id) != PLX_OK)
         return PLX_ERR_INTERNAL;
     core_time_rfc3339(at);
     body = json_pack("{s:s, s:s, s:O?, s:s}", "id", id, "topic", topic,

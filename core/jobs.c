@@ -887,7 +887,7 @@ static plx_status_t recurring_run_one(const char *who, const char *keys)
     if (!r)
         return PLX_ERR_INTERNAL;
     memset(&job, 0, sizeof job);
-    if (!core_uuid_v4(job.id))
+    if (core_uuid_new(4, job.id) != PLX_OK)
         return PLX_ERR_INTERNAL;
     snprintf(job.handler, sizeof job.handler, "%s", r->name);
     job.attempt = job.max_attempts = 1;
