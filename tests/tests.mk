@@ -90,15 +90,15 @@ NET_UNIT_TESTS = tests/unit/test_netaddr tests/unit/test_secrets \
 check_PROGRAMS += $(NET_UNIT_TESTS)
 TESTS += $(NET_UNIT_TESTS)
 tests_unit_test_netaddr_SOURCES = tests/unit/test_netaddr.c core/netaddr.c \
-	core/util.c core/log.c
+	core/encode.c core/util.c core/log.c
 tests_unit_test_netaddr_CFLAGS = $(test_cflags)
 tests_unit_test_netaddr_LDADD = $(test_libs)
 tests_unit_test_secrets_SOURCES = tests/unit/test_secrets.c core/secrets.c \
-	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
+	$(IDENTITY_CRYPTO_SOURCES) core/encode.c core/util.c core/log.c
 tests_unit_test_secrets_CFLAGS = $(test_cflags)
 tests_unit_test_secrets_LDADD = $(test_libs)
 tests_unit_test_multipart_SOURCES = tests/unit/test_multipart.c \
-	core/multipart.c core/util.c core/log.c
+	core/multipart.c core/encode.c core/util.c core/log.c
 tests_unit_test_multipart_CFLAGS = $(test_cflags)
 tests_unit_test_multipart_LDADD = $(test_libs)
 
