@@ -153,6 +153,9 @@ static const plx_api_t api = {
 
     .sse_comment = core_sse_comment,
     .error_format_add = core_error_format_add,
+
+    /* 1.4, modules that stand alone: a module's own rate classes */
+    .rate_class_add = identity_rate_class_add,
 };
 
 const plx_api_t *core_api(void)
