@@ -94,6 +94,16 @@ TEST_PLUGINS = tests/plugins/good.la tests/plugins/bad_major.la \
 	tests/plugins/init_fails.la tests/plugins/example.la \
 	tests/plugins/after_good.la tests/plugins/authz_probe.la
 check_LTLIBRARIES += $(TEST_PLUGINS)
+
+# ---- test plugins of abi_minor_required: built for the next minor, one
+# ---- requiring only the core's (loads), one requiring its own (refused)
+check_LTLIBRARIES += tests/plugins/newer_minor.la tests/plugins/needs_newer.la
+tests_plugins_newer_minor_la_SOURCES = tests/plugins/newer_minor.c
+tests_plugins_newer_minor_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_newer_minor_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_needs_newer_la_SOURCES = tests/plugins/newer_minor.c
+tests_plugins_needs_newer_la_CFLAGS = $(test_plugin_cflags) -DNEWER_REQUIRED
+tests_plugins_needs_newer_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_good_la_SOURCES = tests/plugins/good.c
 tests_plugins_good_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_good_la_LDFLAGS = $(test_plugin_ldflags)
