@@ -24,8 +24,7 @@ tests_support_libplxtest_la_SOURCES = \
 	tests/support/http_client.c tests/support/ws_client.c \
 	tests/support/tcp_proxy.c tests/support/pgtest.c \
 	tests/support/smtp_sink.c tests/support/smtp_sink.h \
-	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h \
-	tests/support/fake_llm.c tests/support/fake_llm.h
+	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h
 tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
 tests_support_libplxtest_la_LIBADD = $(LIBCURL_LIBS) $(LIBPQ_LIBS) \
@@ -39,7 +38,7 @@ itest_libs = tests/support/libplxtest.la
 UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
 	tests/unit/test_registry tests/unit/test_json tests/unit/test_util \
 	tests/unit/test_loader tests/unit/test_migrate \
-	tests/unit/test_identity_crypto tests/unit/test_fake_llm
+	tests/unit/test_identity_crypto
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
@@ -67,11 +66,6 @@ tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
 	$(IDENTITY_CRYPTO_SOURCES) core/util.c core/log.c
 tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
 tests_unit_test_identity_crypto_LDADD = $(test_libs)
-
-# the fake LLM provider itself, from outside, over libcurl
-tests_unit_test_fake_llm_SOURCES = tests/unit/test_fake_llm.c
-tests_unit_test_fake_llm_CFLAGS = $(itest_cflags)
-tests_unit_test_fake_llm_LDADD = $(itest_libs)
 
 # the loader and migration runner need the whole core
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
@@ -201,17 +195,13 @@ tests_integration_test_ratelimit_LDADD = $(itest_libs)
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server
 TESTS += tests/example_module.sh
+
+# the core's whole suite, which must pass with any set of modules present
+# (scripts/test.sh runs it in a tree with modules removed):
+#     make check TESTS='$(CORE_TESTS)'
+CORE_TESTS = $(UNIT_TESTS) $(INTEGRATION_TESTS) tests/example_module.sh
 EXTRA_DIST += tests/example_module.sh tests/plugins/example/Makefile \
 	tests/plugins/example/README.md tests/plugins/example/example.conf \
 	tests/plugins/example/sql/0001_records.sql
 
 endif
-
-# the fake LLM provider as a program (bench/ai.sh): jansson and threads
-# only, so a release build without cmocka makes it too (make tests/fake-llm)
-check_PROGRAMS += tests/fake-llm
-tests_fake_llm_SOURCES = tests/fake_llm_main.c tests/support/fake_llm.c \
-	tests/support/fake_llm.h
-tests_fake_llm_CPPFLAGS = -I$(top_srcdir)/tests/support
-tests_fake_llm_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
-tests_fake_llm_LDADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm
