@@ -99,7 +99,7 @@ static void test_version(void **state)
 {
     char *out;
     assert_int_equal(plexusd(NULL, "--version", &out), 0);
-    assert_non_null(strstr(out, "plexusd " PACKAGE_VERSION " (plugin ABI 1.3)"));
+    assert_non_null(strstr(out, "plexusd " PACKAGE_VERSION " (plugin ABI 1.4)"));
 }
 
 static void test_check_config_ok(void **state)
