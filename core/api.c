@@ -207,6 +207,9 @@ static const plx_api_t api = {
     .field_time = core_field_time,
     .page_read = core_page_read,
     .page_cursor = core_page_cursor,
+
+    /* 1.4, modules that stand alone: a module's own rate classes */
+    .rate_class_add = identity_rate_class_add,
 };
 
 const plx_api_t *core_api(void)

@@ -50,6 +50,15 @@ const core_config_module_t *core_config_module_at(const core_config_t *c,
 /* keys of a module's own section that it never read: warn about them */
 void core_config_warn_unread(core_config_t *c, const char *module);
 
+/* Keys of a core section that the core does not declare itself (the rate
+ * classes in [ratelimit], named by modules), from the files and from
+ * PLEXUS_<SECTION>_<KEY> (key in lower case): fn for each with its value
+ * and where it was set (file NULL and line 0: the environment). */
+typedef void (*core_config_key_fn)(const char *key, const char *value,
+                                   const char *file, int line, void *arg);
+void core_config_undeclared(core_config_t *c, const char *section,
+                            core_config_key_fn fn, void *arg);
+
 /* the process-wide configuration, set once at startup */
 extern core_config_t *core_cfg;
 

@@ -126,8 +126,6 @@ static const conf_decl_t decls[] = {
     { "ratelimit", "enabled", CT_BOOL, "yes", 0, 0, NULL, 0 },
     { "ratelimit", "default", CT_STRING, "100/60s", 0, 0, NULL, 0 },
     { "ratelimit", "auth", CT_STRING, "10/60s", 0, 0, NULL, 0 },
-    { "ratelimit", "ai", CT_STRING, "60/60s", 0, 0, NULL, 0 },
-    { "ratelimit", "webhooks", CT_STRING, "600/60s", 0, 0, NULL, 0 },
     { "ratelimit", "max_keys", CT_INT, "100000", 100, 10000000, NULL, 0 },
 };
 
@@ -202,6 +200,8 @@ typedef struct conf_parse {
 } conf_parse_t;
 
 core_config_t *core_cfg;
+
+extern char **environ;
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -546,6 +546,21 @@ static bool value_check(const conf_decl_t *d, const char *v, char *err,
 }
 
 /* ---- tables -------------------------------------------------------------- */
+
+/* Core sections whose other keys are named at run time: [ratelimit] holds
+ * the classes modules register (plx_rate_class_add). Such a key must be a
+ * module-style name; its owner checks the value when it registers it, and
+ * ratelimit.c checks the shape of every one at startup. */
+static const char *const open_sections[] = { "ratelimit" };
+
+static bool section_is_open(const char *section)
+{
+    for (size_t i = 0; i < CORE_ARRAY_LEN(open_sections); i++) {
+        if (strcmp(open_sections[i], section) == 0)
+            return true;
+    }
+    return false;
+}
 
 static const conf_decl_t *decl_find(const char *section, const char *key)
 {
@@ -896,6 +911,10 @@ static void pair_main(conf_parse_t *p, const char *section, const char *key,
     const conf_decl_t *d = decl_find_or_file(section, key);
     char err[CONF_MSG_MAX];
 
+    if (!d && section_is_open(section) && module_name_valid(key)) {
+        entry_add(p, section, key, xstrdup(value));
+        return;
+    }
     if (!d) {
         conf_error(p->c, p->file, p->line, "unknown key \"%s\" in section [%s]",
                    key, section);
@@ -1411,6 +1430,39 @@ static const char *section_owner(core_config_t *c, const char *section)
 {
     conf_section_t *s = section_find(c, section);
     return s ? s->owner : NULL;
+}
+
+void core_config_undeclared(core_config_t *c, const char *section,
+                            core_config_key_fn fn, void *arg)
+{
+    char prefix[CONF_ENV_MAX], key[CONF_NAME_MAX + 1];
+    size_t plen;
+
+    if (!c || !section || !fn || !env_name(prefix, sizeof prefix, section, ""))
+        return;
+    for (size_t i = 0; i < c->nentries; i++) {
+        const conf_entry_t *e = &c->entries[i];
+        if (strcmp(e->section, section) == 0 && !decl_find_or_file(section, e->key))
+            fn(e->key, e->value, e->file, e->line, arg);
+    }
+    /* PLEXUS_<SECTION>_<KEY>: the key back in lower case; a key also set
+     * in a file was reported above (the environment wins over it) */
+    plen = strlen(prefix);
+    for (char **ep = environ; ep && *ep; ep++) {
+        const char *eq = strchr(*ep, '=');
+        size_t n;
+
+        if (!eq || strncmp(*ep, prefix, plen) != 0)
+            continue;
+        n = (size_t)(eq - *ep) - plen;
+        if (n == 0 || n > CONF_NAME_MAX)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            key[k] = (char)tolower((unsigned char)(*ep)[plen + k]);
+        key[n] = '\0';
+        if (!decl_find_or_file(section, key) && !entry_find(c, section, key))
+            fn(key, eq + 1, NULL, 0, arg);
+    }
 }
 
 void core_config_warn_unread(core_config_t *c, const char *module)

@@ -85,6 +85,19 @@ static void module_free(plx_module_t *m)
 /* The descriptor must be large enough to hold every field this core reads. */
 #define INFO_MIN_SIZE (offsetof(plx_module_info_t, stop) + sizeof(void (*)(void)))
 
+/* The oldest core minor the module runs on: abi_minor_required (1.4) when
+ * its descriptor has the field and sets it, else the minor it was built
+ * for (a requirement above that is odd, but a requirement all the same). */
+static unsigned module_minor_required(const plx_module_info_t *info)
+{
+    size_t end = offsetof(plx_module_info_t, abi_minor_required)
+                 + sizeof info->abi_minor_required;
+
+    if (info->size < end || info->abi_minor_required == 0)
+        return info->abi_minor;
+    return info->abi_minor_required;
+}
+
 PLX_STATIC bool module_check_info(const plx_module_info_t *info,
                                   const char *file, const char *conf_name)
 {
@@ -98,14 +111,20 @@ PLX_STATIC bool module_check_info(const plx_module_info_t *info,
                info->abi_major, PLX_ABI_MAJOR, PLX_ABI_MINOR);
         return false;
     }
-    if (info->abi_minor > PLX_ABI_MINOR) {
-        REFUSE(file, "built for ABI %u.%u, newer than the core's %d.%d",
-               info->abi_major, info->abi_minor, PLX_ABI_MAJOR, PLX_ABI_MINOR);
-        return false;
-    }
     if (info->size < INFO_MIN_SIZE) {
         REFUSE(file, "descriptor size %u, expected at least %zu",
                info->size, (size_t)INFO_MIN_SIZE);
+        return false;
+    }
+    if (module_minor_required(info) > PLX_ABI_MINOR) {
+        if (module_minor_required(info) == info->abi_minor)
+            REFUSE(file, "built for ABI %u.%u, newer than the core's %d.%d",
+                   info->abi_major, info->abi_minor, PLX_ABI_MAJOR, PLX_ABI_MINOR);
+        else
+            REFUSE(file, "built for ABI %u.%u and requires %u.%u, newer than "
+                   "the core's %d.%d", info->abi_major, info->abi_minor,
+                   info->abi_major, module_minor_required(info), PLX_ABI_MAJOR,
+                   PLX_ABI_MINOR);
         return false;
     }
     if (!info->name || strcmp(info->name, conf_name) != 0) {

@@ -170,7 +170,7 @@ static bool initialise(void)
     core_migrations_set_core_dir(dir);
     if (!core_health_register() || !core_identity_register())
         return false;
-    if (!core_modules_init())
+    if (!core_modules_init() || !identity_ratelimit_seal())
         return false;
     for (size_t i = 0; i < core_module_count(); i++)
         core_config_warn_unread(core_cfg, core_module_at(i)->name);

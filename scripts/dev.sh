@@ -34,7 +34,10 @@ if [ -f "$src/config.status" ]; then
     echo "dev.sh: $src is configured in place; run 'make distclean' there first" >&2
     exit 1
 fi
-if [ ! -x "$src/configure" ] || [ "$src/configure.ac" -nt "$src/configure" ]; then
+# modules.sh rewrites modules/modules.mk when a module folder came or went
+sh "$src/scripts/modules.sh" >/dev/null
+if [ ! -x "$src/configure" ] || [ "$src/configure.ac" -nt "$src/configure" ] \
+    || [ "$src/modules/modules.mk" -nt "$src/configure" ]; then
     echo "==> autoreconf"
     autoreconf -fi
 fi

@@ -7,17 +7,33 @@
 # test:  build + cmocka and PostgreSQL 15 (the suite runs a throw-away cluster)
 # bench: test + nginx-light and wrk
 #
+# A module's own packages are listed in modules/<name>/packages, as lines
+# "build: PKG..." (to build it) and "test: PKG..." (for its tests), and
+# are wanted only when its folder is there.
+#
 # Only missing packages are installed (apt-get update first). As root this
 # runs apt-get itself; otherwise through sudo when it is there, else it
 # prints the command and fails. Used by scripts/test.sh, scripts/dev.sh,
 # bench/run.sh and .ci/run.
 set -euo pipefail
 
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+# the packages of kind (build or test) that the modules present list
+module_packages() {
+    local f
+    for f in "$src"/modules/*/packages; do
+        [ -f "$f" ] || continue
+        sed -n "s/^$1:[[:space:]]*//p" "$f"
+    done
+}
+
 BUILD_PACKAGES="build-essential autoconf automake libtool pkg-config
     libcivetweb-dev libpq-dev libjansson-dev libcurl4-openssl-dev libssl-dev
     libinih-dev libjwt-dev libargon2-dev libcrack2-dev cracklib-runtime
-    libvalijson-dev nlohmann-json3-dev"
-TEST_PACKAGES="libcmocka-dev postgresql-15 postgresql-common curl prometheus"
+    $(module_packages build)"
+TEST_PACKAGES="libcmocka-dev postgresql-15 postgresql-common curl
+    $(module_packages test)"
 BENCH_PACKAGES="nginx-light wrk curl"
 
 profile=${1:-test}

@@ -6,8 +6,14 @@
 # Installs missing Debian packages (as root), runs autoreconf, configures a
 # build in build/ci with AddressSanitizer, UndefinedBehaviorSanitizer and
 # -Werror, builds, starts a throw-away PostgreSQL 15 in build/ci/pg, runs
-# `make check` and `make distcheck` against it, stops the cluster, and ends
-# with one line counting every test case:
+# `make check` against it, then the standalone stage: a copy of the tracked
+# tree with every module folder and plugins.d file removed but those named
+# by STANDALONE_KEEP (default "metrics"; "" keeps none) is autoreconf'd,
+# configured without sanitizers, built, and runs the core suite against
+# the same cluster, proving that a module's folder can go and the rest
+# builds and passes. Then `make distcheck`, the cluster is stopped, and it
+# ends with one line counting every test case (the standalone stage's
+# included):
 #
 #   N passed, N failed, N skipped
 #
@@ -15,8 +21,8 @@
 # without a cmocka summary (a script, a crash, a skip) counts as one; make
 # distcheck counts as one. The exit status is non-zero if anything failed.
 #
-# Environment: JOBS (default 2), SKIP_DISTCHECK=1 for a quicker local run,
-# BUILD_DIR (default build/ci).
+# Environment: JOBS (default 2), SKIP_DISTCHECK=1 and SKIP_STANDALONE=1 for
+# a quicker local run, BUILD_DIR (default build/ci), STANDALONE_KEEP.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -76,6 +82,8 @@ count_all() {
         fail) f=$((f + 1)) ;;
         skip) s=$((s + 1)) ;;
     esac
+    # a standalone stage that did not run at all counts as one skip
+    [ "${standalone_result:-none}" = skip ] && s=$((s + 1))
     f=$((f + failed_stages))
     echo "$p passed, $f failed, $s skipped"
     [ "$f" -eq 0 ]
@@ -139,6 +147,59 @@ export VERBOSE=1
 
 stage "make check"
 make check || echo "make check failed"
+
+# ---- standalone: the core with only some of the modules ---------------------
+
+# a stage step that failed: counted as one failure, the script goes on
+standalone_fail() {
+    echo "test.sh: standalone: $*" >&2
+    failed_stages=$((failed_stages + 1))
+}
+
+standalone() {
+    local keep=${STANDALONE_KEEP-metrics} dir=$build/standalone name
+    stage "standalone: the core with only the modules \"${keep:-none}\""
+    if ! git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        echo "not a git checkout: no tracked tree to copy"
+        standalone_result=skip
+        return
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir/src" "$dir/build"
+    # the tracked files as they are in the working tree (local edits too)
+    (cd "$src" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$dir/src" \
+        || { standalone_fail "copying the tracked tree failed"; return; }
+    for d in "$dir"/src/modules/*/; do
+        name=$(basename "$d")
+        case " ${keep//,/ } " in
+            *" $name "*) ;;
+            *) rm -rf "$d" "$dir/src/plugins.d/$name.conf" ;;
+        esac
+    done
+    echo "modules left: $(cd "$dir/src/modules" && ls -d -- */ 2>/dev/null | tr -d / | tr '\n' ' ')"
+    (cd "$dir/src" && autoreconf -fi) >"$dir/autoreconf.out" 2>&1 \
+        || { cat "$dir/autoreconf.out"; standalone_fail "autoreconf failed"; return; }
+    cd "$dir/build" || { standalone_fail "cannot enter $dir/build"; return; }
+    "$dir/src/configure" --enable-werror >configure.out 2>&1 \
+        || { cat configure.out; standalone_fail "configure failed"; cd "$build"; return; }
+    if ! make -j"$jobs" all >make.out 2>&1 || ! make -j"$jobs" check TESTS= >>make.out 2>&1; then
+        tail -50 make.out
+        standalone_fail "build failed"
+        cd "$build"
+        return
+    fi
+    # the core's suite (unit, integration, the example module); its .trs
+    # files are counted with the others
+    make check TESTS='$(CORE_TESTS)' || echo "standalone make check failed"
+    cd "$build" || exit 1
+}
+
+standalone_result=none
+if [ "${SKIP_STANDALONE:-0}" = 1 ]; then
+    standalone_result=skip
+else
+    standalone
+fi
 
 if [ "${SKIP_DISTCHECK:-0}" = 1 ]; then
     distcheck_result=skip

@@ -25,8 +25,7 @@ tests_support_libplxtest_la_SOURCES = \
 	tests/support/tcp_proxy.c tests/support/pgtest.c \
 	tests/support/smtp_sink.c tests/support/smtp_sink.h \
 	tests/support/identity_client.c tests/support/identity_client.h tests/support/pgtest.h \
-	tests/support/route_walk.c tests/support/route_walk.h \
-	tests/support/fake_llm.c tests/support/fake_llm.h
+	tests/support/route_walk.c tests/support/route_walk.h
 tests_support_libplxtest_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBCURL_CFLAGS) $(LIBPQ_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
 tests_support_libplxtest_la_LIBADD = $(LIBCURL_LIBS) $(LIBPQ_LIBS) \
@@ -40,7 +39,7 @@ itest_libs = tests/support/libplxtest.la
 UNIT_TESTS = tests/unit/test_router tests/unit/test_config \
 	tests/unit/test_registry tests/unit/test_json tests/unit/test_util \
 	tests/unit/test_loader tests/unit/test_migrate \
-	tests/unit/test_identity_crypto tests/unit/test_fake_llm
+	tests/unit/test_identity_crypto
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 
@@ -70,11 +69,6 @@ tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
 tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
 tests_unit_test_identity_crypto_LDADD = $(test_libs)
 
-# the fake LLM provider itself, from outside, over libcurl
-tests_unit_test_fake_llm_SOURCES = tests/unit/test_fake_llm.c
-tests_unit_test_fake_llm_CFLAGS = $(itest_cflags)
-tests_unit_test_fake_llm_LDADD = $(itest_libs)
-
 # the loader and migration runner need the whole core
 tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
 tests_unit_test_loader_CFLAGS = $(test_cflags)
@@ -85,10 +79,8 @@ tests_unit_test_migrate_CFLAGS = $(test_cflags)
 tests_unit_test_migrate_LDADD = $(test_libs) tests/support/libplxtest.la
 
 # ---- outbound HTTP guard, sealed secrets, multipart parser (pure parts) --
-NET_UNIT_TESTS = tests/unit/test_netaddr tests/unit/test_secrets \
+UNIT_TESTS += tests/unit/test_netaddr tests/unit/test_secrets \
 	tests/unit/test_multipart
-check_PROGRAMS += $(NET_UNIT_TESTS)
-TESTS += $(NET_UNIT_TESTS)
 tests_unit_test_netaddr_SOURCES = tests/unit/test_netaddr.c core/netaddr.c \
 	core/encode.c core/util.c core/log.c
 tests_unit_test_netaddr_CFLAGS = $(test_cflags)
@@ -103,16 +95,14 @@ tests_unit_test_multipart_CFLAGS = $(test_cflags)
 tests_unit_test_multipart_LDADD = $(test_libs)
 
 # ---- 1.4 encodings and request input: base64, hex, UUID, UTF-8 ----------
-check_PROGRAMS += tests/unit/test_encode
-TESTS += tests/unit/test_encode
+UNIT_TESTS += tests/unit/test_encode
 tests_unit_test_encode_SOURCES = tests/unit/test_encode.c core/encode.c \
 	core/util.c core/log.c
 tests_unit_test_encode_CFLAGS = $(test_cflags)
 tests_unit_test_encode_LDADD = $(test_libs)
 # times, sort keys, cursors and the field readers' refusals; input.c
 # answers through the request layer, so it links the whole core
-check_PROGRAMS += tests/unit/test_input
-TESTS += tests/unit/test_input
+UNIT_TESTS += tests/unit/test_input
 tests_unit_test_input_SOURCES = tests/unit/test_input.c $(CORE_SOURCES)
 tests_unit_test_input_CFLAGS = $(test_cflags)
 tests_unit_test_input_LDADD = $(test_libs)
@@ -129,6 +119,16 @@ TEST_PLUGINS = tests/plugins/good.la tests/plugins/bad_major.la \
 	tests/plugins/init_fails.la tests/plugins/example.la \
 	tests/plugins/after_good.la tests/plugins/authz_probe.la
 check_LTLIBRARIES += $(TEST_PLUGINS)
+
+# ---- test plugins of abi_minor_required: built for the next minor, one
+# ---- requiring only the core's (loads), one requiring its own (refused)
+check_LTLIBRARIES += tests/plugins/newer_minor.la tests/plugins/needs_newer.la
+tests_plugins_newer_minor_la_SOURCES = tests/plugins/newer_minor.c
+tests_plugins_newer_minor_la_CFLAGS = $(test_plugin_cflags)
+tests_plugins_newer_minor_la_LDFLAGS = $(test_plugin_ldflags)
+tests_plugins_needs_newer_la_SOURCES = tests/plugins/newer_minor.c
+tests_plugins_needs_newer_la_CFLAGS = $(test_plugin_cflags) -DNEWER_REQUIRED
+tests_plugins_needs_newer_la_LDFLAGS = $(test_plugin_ldflags)
 tests_plugins_good_la_SOURCES = tests/plugins/good.c
 tests_plugins_good_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_good_la_LDFLAGS = $(test_plugin_ldflags)
@@ -181,8 +181,7 @@ tests_plugins_netprobe_la_LIBADD = $(OPENSSL_LIBS)
 
 # ---- transactions, LISTEN/NOTIFY, durable events, jobs (plugin API 1.4) --
 # db.c's pure parts; the txprobe plugin; two or three servers on one database
-check_PROGRAMS += tests/unit/test_db
-TESTS += tests/unit/test_db
+UNIT_TESTS += tests/unit/test_db
 tests_unit_test_db_SOURCES = tests/unit/test_db.c $(CORE_SOURCES)
 tests_unit_test_db_CFLAGS = $(test_cflags)
 tests_unit_test_db_LDADD = $(test_libs)
@@ -191,8 +190,6 @@ tests_plugins_txprobe_la_SOURCES = tests/plugins/txprobe/txprobe.c
 tests_plugins_txprobe_la_CFLAGS = $(test_plugin_cflags)
 tests_plugins_txprobe_la_LDFLAGS = $(test_plugin_ldflags)
 EXTRA_DIST += tests/plugins/txprobe/sql/0001_txprobe.sql
-check_PROGRAMS += tests/integration/test_dbtx
-TESTS += tests/integration/test_dbtx
 tests_integration_test_dbtx_SOURCES = tests/integration/test_dbtx.c
 tests_integration_test_dbtx_CFLAGS = $(itest_cflags)
 tests_integration_test_dbtx_LDADD = $(itest_libs)
@@ -249,17 +246,15 @@ tests_integration_test_ratelimit_CFLAGS = $(itest_cflags)
 tests_integration_test_ratelimit_LDADD = $(itest_libs)
 
 # every registered route tried as hostile callers (route_walk.c)
-INTEGRATION_TESTS += tests/integration/test_route_authz
+INTEGRATION_TESTS += tests/integration/test_route_authz tests/integration/test_dbtx
 tests_integration_test_route_authz_SOURCES = tests/integration/test_route_authz.c
 tests_integration_test_route_authz_CFLAGS = $(itest_cflags)
 tests_integration_test_route_authz_LDADD = $(itest_libs)
 
 # outbound HTTP (request-forgery guard, timeouts, redirects, streaming)
 # against a loopback server of the test's own, and multipart uploads
-NET_INTEGRATION_TESTS = tests/integration/test_http_client \
+INTEGRATION_TESTS += tests/integration/test_http_client \
 	tests/integration/test_uploads
-check_PROGRAMS += $(NET_INTEGRATION_TESTS)
-TESTS += $(NET_INTEGRATION_TESTS)
 tests_integration_test_http_client_SOURCES = tests/integration/test_http_client.c
 tests_integration_test_http_client_CFLAGS = $(itest_cflags)
 tests_integration_test_http_client_LDADD = $(itest_libs)
@@ -270,17 +265,13 @@ tests_integration_test_uploads_LDADD = $(itest_libs) $(OPENSSL_LIBS)
 # the example third-party module, built out of tree against an installed
 # copy of the headers and plexus.pc, then loaded by a server
 TESTS += tests/example_module.sh
+
+# the core's whole suite, which must pass with any set of modules present
+# (scripts/test.sh runs it in a tree with modules removed):
+#     make check TESTS='$(CORE_TESTS)'
+CORE_TESTS = $(UNIT_TESTS) $(INTEGRATION_TESTS) tests/example_module.sh
 EXTRA_DIST += tests/example_module.sh tests/plugins/example/Makefile \
 	tests/plugins/example/README.md tests/plugins/example/example.conf \
 	tests/plugins/example/sql/0001_records.sql
 
 endif
-
-# the fake LLM provider as a program (bench/ai.sh): jansson and threads
-# only, so a release build without cmocka makes it too (make tests/fake-llm)
-check_PROGRAMS += tests/fake-llm
-tests_fake_llm_SOURCES = tests/fake_llm_main.c tests/support/fake_llm.c \
-	tests/support/fake_llm.h
-tests_fake_llm_CPPFLAGS = -I$(top_srcdir)/tests/support
-tests_fake_llm_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
-tests_fake_llm_LDADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm

@@ -273,6 +273,8 @@ bool core_identity_setup(core_config_t *cfg, bool keys)
 {
     memset(&identity_settings, 0, sizeof identity_settings);
     settings_read(cfg);
+    if (!identity_ratelimit_check_config(cfg))
+        return false;
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             LOG_ERROR("libcurl failed to initialise");

@@ -60,7 +60,7 @@ bool identity_apikey_routes(void);
 bool identity_team_routes(void);
 bool identity_admin_routes(void);
 bool identity_authn_hook(void);
-bool identity_ratelimit_setup(core_config_t *cfg);   /* parses [ratelimit], adds its hook */
+bool identity_ratelimit_setup(core_config_t *cfg);   /* the core's classes, the hook */
 void identity_ratelimit_shutdown(void);
 /* Refused credentials (a bad token or API key) are charged to the client's
  * address in the "auth" class, the budget of logins: auth_failed charges
@@ -68,6 +68,17 @@ void identity_ratelimit_shutdown(void);
  * nothing left, before its credential costs a lookup. */
 void identity_ratelimit_auth_failed(plx_request_t *r);
 bool identity_ratelimit_auth_spent(plx_request_t *r);
+
+/* the shape of every [ratelimit] value, the modules' classes' too (from
+ * core_identity_setup, so --check-config sees them); false: logged */
+bool identity_ratelimit_check_config(core_config_t *cfg);
+/* After every module's init: no class is added any more; false (logged)
+ * when a route names a class nobody registered. Warns about [ratelimit]
+ * keys of classes no loaded module registered. */
+bool identity_ratelimit_seal(void);
+/* plx_rate_class_add (ABI 1.4) */
+plx_status_t identity_rate_class_add(plx_module_t *m, const char *name,
+                                     const char *default_spec);
 
 /* plexusd create-admin --email E: creates (or promotes) the user as admin;
  * the password is read from PLEXUS_ADMIN_PASSWORD or stdin. Exit code. */

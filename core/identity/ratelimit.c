@@ -1,15 +1,26 @@
 /*
  * ratelimit.c - token buckets per rate class and caller, in memory
  *
- * Every route names a rate class (plx_route_opts.rate_class: "default",
- * "auth", "ai", "webhooks"; "none" exempts it, as the health routes and
- * /metrics are). [ratelimit] gives each class "N/duration": a bucket holds
- * N tokens and refills continuously at N per duration. A request.begin
- * hook at PLX_HOOK_FIRST, after authn (REALLY_FIRST) has named the caller,
- * charges one token to the bucket of (class, user id), or (class, client
- * address) for anonymous callers; an unknown class is charged as
- * "default", and so is a request that matched no route (a scanner's 404s
- * cost like anything else).
+ * Every route names a rate class (plx_route_opts.rate_class; NULL is
+ * "default", "none" exempts it, as the health routes and /metrics are).
+ * The core has two classes of its own, "default" and "auth"; a module adds
+ * its own in init with plx_rate_class_add(m, name, "N/duration") (the ai
+ * module's "ai"). [ratelimit] <name> = N/duration (or PLEXUS_RATELIMIT_
+ * <NAME>) overrides a class: a bucket holds N tokens and refills
+ * continuously at N per duration.
+ *
+ * The rule for [ratelimit] keys: the shape of every value is checked at
+ * startup and by --check-config (a malformed one is an error whatever the
+ * class); a key naming a class that no loaded module registered is only
+ * warned about once the modules are initialised, since the module that
+ * owns it may merely be disabled. A route naming a class nobody registered
+ * stops startup with a line naming the route.
+ *
+ * A request.begin hook at PLX_HOOK_FIRST, after authn (REALLY_FIRST) has
+ * named the caller, charges one token to the bucket of (class, user id),
+ * or (class, client address) for anonymous callers; a request that matched
+ * no route is charged as "default" (a scanner's 404s cost like anything
+ * else).
  *
  * Answers carry the current draft's headers (draft-ietf-httpapi-ratelimit-
  * headers, structured fields):
@@ -38,7 +49,9 @@
 
 #include "loader.h"
 #include "registry.h"
+#include "router.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,12 +61,14 @@
 #define RL_SHARDS      64
 #define RL_SHARD_BITS  6
 #define RL_WHO_MAX     48       /* "a:" + an IPv6 address, or "u:" + a UUID */
-#define RL_CLASS_MAX   16
+#define RL_CLASS_MAX   16       /* a class name is at most 15 bytes */
+#define RL_CLASSES_MAX 32       /* the core's and every module's */
 #define RL_LIMIT_MAX   1000000000L
 #define RL_WINDOW_MAX  (30L * 24 * 3600 * 1000)   /* 30 days, in ms */
 
 typedef struct rl_class {
     char   name[RL_CLASS_MAX];
+    char   owner[64];         /* the module that registered it, or "core" */
     double capacity;          /* q: tokens when full */
     double rate;              /* tokens per second */
     long   window_s;          /* w: the duration the quota is for */
@@ -76,8 +91,11 @@ typedef struct rl_shard {
     size_t          max;      /* buckets before eviction; < slots */
 } rl_shard_t;
 
-static const char *const class_names[] = { "default", "auth", "ai", "webhooks" };
-static rl_class_t classes[CORE_ARRAY_LEN(class_names)];
+/* Filled in init on the main thread (the core's two first), read-only
+ * once sealed: the hook only reads it, and it runs after the seal. */
+static rl_class_t classes[RL_CLASSES_MAX];
+static size_t nclasses;
+static bool classes_sealed;
 static rl_shard_t shards[RL_SHARDS];
 static size_t shards_made;   /* shards whose mutex exists */
 static uint64_t hash_seed;
@@ -289,13 +307,22 @@ static void charge(int cls, const char *who, rl_verdict_t *v)
 
 /* ---- the hook --------------------------------------------------------------------- */
 
-static int class_index(const char *name)
+static int class_find(const char *name)
 {
-    for (size_t i = 0; i < CORE_ARRAY_LEN(classes); i++) {
+    for (size_t i = 0; i < nclasses; i++) {
         if (strcmp(classes[i].name, name) == 0)
             return (int)i;
     }
-    return 0;   /* "default" */
+    return -1;
+}
+
+/* every route's class was checked at startup: -1 is a request that
+ * matched no route, charged as "default" (always index 0) */
+static int class_index(const char *name)
+{
+    int i = class_find(name);
+
+    return i < 0 ? 0 : i;
 }
 
 static plx_status_t reply_limited(plx_request_t *r, const rl_class_t *c,
@@ -379,29 +406,185 @@ bool identity_ratelimit_auth_spent(plx_request_t *r)
     return true;
 }
 
-/* ---- setup ---------------------------------------------------------------------------- */
+/* ---- classes ------------------------------------------------------------------------ */
 
-static bool class_setup(core_config_t *cfg, size_t i)
+static void spec_error(const char *name, const char *spec)
 {
-    const char *name = class_names[i];
-    const char *spec = core_config_get(cfg, "ratelimit", name);
-    rl_class_t *c = &classes[i];
+    LOG_ERROR("[ratelimit] %s = \"%.60s\": expected requests/duration such as "
+              "100/60s (1..%ld requests, up to 30d)", name, spec ? spec : "",
+              RL_LIMIT_MAX);
+}
+
+/* a class name: a-z, 0-9 and '_', starting with a letter, at most 15
+ * bytes, and not "none" nor a setting of [ratelimit] */
+static bool class_name_valid(const char *name)
+{
+    static const char *const reserved[] = { "none", "enabled", "max_keys" };
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n >= RL_CLASS_MAX || name[0] < 'a' || name[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return false;
+    }
+    for (size_t i = 0; i < CORE_ARRAY_LEN(reserved); i++) {
+        if (strcmp(name, reserved[i]) == 0)
+            return false;
+    }
+    return true;
+}
+
+/* Appends class name: [ratelimit] name (file or environment) if set, else
+ * default_spec, which the caller has checked. */
+static plx_status_t class_append(core_config_t *cfg, const char *name,
+                                 const char *default_spec, const char *owner)
+{
+    const char *set = core_config_get(cfg, "ratelimit", name);
+    const char *spec = set ? set : default_spec;
+    rl_class_t *c;
     long limit, window_ms;
 
     if (!identity_rate_parse(spec, &limit, &window_ms)) {
-        LOG_ERROR("[ratelimit] %s = \"%s\": expected requests/duration such as "
-                  "100/60s (1..%ld requests, up to 30d)", name, spec ? spec : "",
-                  RL_LIMIT_MAX);
-        return false;
+        spec_error(name, spec);
+        return PLX_ERR_INVALID;
     }
+    if (nclasses == RL_CLASSES_MAX) {
+        LOG_ERROR("rate class \"%s\" of module \"%s\" refused: at most %d "
+                  "classes", name, owner, RL_CLASSES_MAX);
+        return PLX_ERR_TOO_LARGE;
+    }
+    c = &classes[nclasses++];
     snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->owner, sizeof c->owner, "%s", owner);
     c->capacity = (double)limit;
     c->rate = (double)limit * 1000.0 / (double)window_ms;
     c->window_s = (window_ms + 999) / 1000;
     snprintf(c->policy, sizeof c->policy, "\"%s\";q=%ld;w=%ld", name, limit,
              c->window_s);
-    return true;
+    return PLX_OK;
 }
+
+plx_status_t identity_rate_class_add(plx_module_t *m, const char *name,
+                                     const char *default_spec)
+{
+    const char *owner = m && m->name ? m->name : "core";
+    long limit, window_ms;
+    int i;
+
+    if (classes_sealed) {
+        LOG_ERROR("rate class \"%s\" of module \"%s\" refused: classes are "
+                  "added during init", name ? name : "(null)", owner);
+        return PLX_ERR_INVALID;
+    }
+    if (!class_name_valid(name)) {
+        LOG_ERROR("rate class \"%.40s\" of module \"%s\" refused: expected a "
+                  "name of a-z, 0-9 and '_' starting with a letter, at most %d "
+                  "bytes, not none, enabled or max_keys", name ? name : "(null)", owner,
+                  RL_CLASS_MAX - 1);
+        return PLX_ERR_INVALID;
+    }
+    if ((i = class_find(name)) >= 0) {
+        LOG_ERROR("rate class \"%s\" of module \"%s\" refused: already "
+                  "registered by \"%s\"", name, owner, classes[i].owner);
+        return PLX_ERR_CONFLICT;
+    }
+    if (!identity_rate_parse(default_spec, &limit, &window_ms)) {
+        LOG_ERROR("rate class \"%s\" of module \"%s\" refused: expected a "
+                  "default such as 100/60s, found \"%.60s\"", name, owner,
+                  default_spec ? default_spec : "(null)");
+        return PLX_ERR_INVALID;
+    }
+    return class_append(core_cfg, name, default_spec, owner);
+}
+
+/* ---- checks of [ratelimit] ------------------------------------------------------------- */
+
+typedef struct key_check {
+    bool ok;
+    bool warn_unregistered;
+} key_check_t;
+
+/* "file:line", or the environment variable that set key */
+static void where(char *out, size_t n, const char *key, const char *file, int line)
+{
+    int len;
+
+    if (file) {
+        snprintf(out, n, "%s:%d", file, line);
+        return;
+    }
+    len = snprintf(out, n, "environment variable PLEXUS_RATELIMIT_");
+    for (size_t i = 0; key[i] && len > 0 && (size_t)len + 1 < n; i++)
+        out[len++] = (char)toupper((unsigned char)key[i]);
+    if (len > 0 && (size_t)len < n)
+        out[len] = '\0';
+}
+
+static void key_check(const char *key, const char *value, const char *file,
+                      int line, void *arg)
+{
+    key_check_t *k = arg;
+    char at[512];
+    long limit, window_ms;
+
+    where(at, sizeof at, key, file, line);
+    if (!k->warn_unregistered) {
+        if (!identity_rate_parse(value, &limit, &window_ms)) {
+            LOG_ERROR("%s: [ratelimit] %s = \"%.60s\": expected requests/duration "
+                      "such as 100/60s (1..%ld requests, up to 30d)", at, key,
+                      value, RL_LIMIT_MAX);
+            k->ok = false;
+        }
+        return;
+    }
+    if (class_find(key) < 0)
+        LOG_WARN("%s: [ratelimit] %s: no loaded module registers the rate class "
+                 "\"%s\"; ignored", at, key, key);
+}
+
+bool identity_ratelimit_check_config(core_config_t *cfg)
+{
+    static const char *const core_classes[] = { "default", "auth" };
+    key_check_t k = { .ok = true };
+    long limit, window_ms;
+
+    for (size_t i = 0; i < CORE_ARRAY_LEN(core_classes); i++) {
+        const char *spec = core_config_get(cfg, "ratelimit", core_classes[i]);
+        if (!identity_rate_parse(spec, &limit, &window_ms)) {
+            spec_error(core_classes[i], spec);
+            k.ok = false;
+        }
+    }
+    core_config_undeclared(cfg, "ratelimit", key_check, &k);
+    return k.ok;
+}
+
+bool identity_ratelimit_seal(void)
+{
+    const core_router_t *rt = core_routes();
+    key_check_t k = { .warn_unregistered = true };
+    bool ok = true;
+
+    classes_sealed = true;
+    for (size_t i = 0; rt && i < core_router_count(rt); i++) {
+        const core_route_t *r = core_router_at(rt, i);
+        if (!r->rate_class || strcmp(r->rate_class, "none") == 0
+            || class_find(r->rate_class) >= 0)
+            continue;
+        LOG_ERROR("route \"%s %s\" of module \"%s\" names the rate class "
+                  "\"%.40s\", which no loaded module registers (plx_rate_class_add)",
+                  r->method, r->pattern,
+                  r->owner && r->owner->name ? r->owner->name : "core",
+                  r->rate_class);
+        ok = false;
+    }
+    core_config_undeclared(core_cfg, "ratelimit", key_check, &k);
+    return ok;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
 
 static bool shards_setup(long max_keys)
 {
@@ -434,10 +617,12 @@ bool identity_ratelimit_setup(core_config_t *cfg)
                                             .position = PLX_HOOK_FIRST };
     long max_keys = core_config_int(cfg, "ratelimit", "max_keys");
 
-    for (size_t i = 0; i < CORE_ARRAY_LEN(classes); i++) {
-        if (!class_setup(cfg, i))
-            return false;
-    }
+    /* the core's own classes; their defaults are in config.c's table */
+    nclasses = 0;
+    classes_sealed = false;
+    if (class_append(cfg, "default", NULL, "core") != PLX_OK
+        || class_append(cfg, "auth", NULL, "core") != PLX_OK)
+        return false;
     if (!core_config_bool(cfg, "ratelimit", "enabled")) {
         LOG_INFO("rate limiting is off ([ratelimit] enabled = no)");
         return true;

@@ -19,7 +19,10 @@ static plx_status_t ai_init(plx_module_t *m)
     ai_module = m;
     if (!ai_settings_load(m))
         return PLX_ERR_INVALID;
+    /* the class of every route that calls a model: 60 calls a minute per
+     * caller unless plexus.conf's [ratelimit] ai says otherwise */
     if (plx_migrations_add(m, "sql") != PLX_OK
+        || plx_rate_class_add(m, "ai", "60/60s") != PLX_OK
         || !ai_gateway_init(m)
         || !ai_chat_routes(m)
         || !ai_openai_routes(m)

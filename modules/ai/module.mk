@@ -1,5 +1,6 @@
-# modules/ai/module.mk - the ai module, its migrations, its plugins.d file,
-# its public header and its tests. Included by the top Makefile.am.
+# modules/ai/module.mk - the ai module, its migrations, its plugins.d file
+# and its tests (its service contract, <plexus/ai.h>, is in core/include
+# with the SDK). Included through modules/modules.mk (scripts/modules.sh).
 
 module_LTLIBRARIES += modules/ai/ai.la
 
@@ -23,12 +24,11 @@ ai_task_sources = modules/ai/tasks.h modules/ai/tasks.c modules/ai/templates.c \
 ai_openai_sources = modules/ai/oai.c modules/ai/oai.h modules/ai/openai.c \
 	modules/ai/ws.c
 
-modules_ai_ai_la_SOURCES = modules/ai/ai.h modules/ai/plexus/ai.h \
+modules_ai_ai_la_SOURCES = modules/ai/ai.h \
 	$(ai_upstream_sources) $(ai_store_sources) $(ai_gateway_sources) \
 	$(ai_task_sources) $(ai_openai_sources)
 # a module sees the public API only: not core/, not AM_CPPFLAGS
-modules_ai_ai_la_CPPFLAGS = -I$(top_srcdir)/core/include -I$(top_srcdir)/modules/ai \
-	-I$(top_srcdir)/modules/metrics
+modules_ai_ai_la_CPPFLAGS = -I$(top_srcdir)/core/include -I$(top_srcdir)/modules/ai
 modules_ai_ai_la_CFLAGS = $(module_cflags) $(LIBCURL_CFLAGS)
 modules_ai_ai_la_CXXFLAGS = $(WARN_CXXFLAGS) $(SAN_CFLAGS) $(PTHREAD_CFLAGS) \
 	-fvisibility=hidden $(JANSSON_CFLAGS)
@@ -39,19 +39,45 @@ modules_ai_ai_la_LIBADD = $(LIBCURL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 aisqldir = $(pkgdatadir)/ai/sql
 dist_aisql_DATA = modules/ai/sql/0001_ai.sql
 dist_pluginconf_DATA += plugins.d/ai.conf
-plexusinclude_HEADERS += modules/ai/plexus/ai.h
-EXTRA_DIST += modules/ai/README.md
+EXTRA_DIST += modules/ai/README.md modules/ai/packages modules/ai/module.m4
+
+# the fake LLM provider as a program (modules/ai/bench/ai.sh): jansson and
+# threads only, so a release build without cmocka makes it too
+# (make modules/ai/tests/fake-llm)
+ai_fake_sources = modules/ai/tests/fake_llm.c modules/ai/tests/fake_llm.h
+check_PROGRAMS += modules/ai/tests/fake-llm
+modules_ai_tests_fake_llm_SOURCES = modules/ai/tests/fake_llm_main.c \
+	$(ai_fake_sources)
+modules_ai_tests_fake_llm_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+modules_ai_tests_fake_llm_LDADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm
+EXTRA_DIST += modules/ai/bench/ai.sh modules/ai/bench/ai_load.c \
+	modules/ai/bench/README.md
 
 if HAVE_CMOCKA
 
 ai_test_cppflags = -I$(top_srcdir)/core/include -I$(top_srcdir)/modules/ai \
+	-I$(top_srcdir)/modules/ai/tests \
 	-I$(top_srcdir)/tests/support
 
 # ---- shared ai test support ----
-# the fake provider (in libplxtest), a server with identity, metrics and
-# ai, an admin and a user: add to an integration test's SOURCES, with
-# CFLAGS = $(itest_cflags) and LDADD = $(itest_libs)
+# the fake provider (a convenience library, linked by the tests that use
+# it), a server with identity, metrics and ai, an admin and a user: add to
+# an integration test's SOURCES, with CFLAGS = $(ai_itest_cflags) and
+# LDADD = $(ai_itest_libs)
+check_LTLIBRARIES += modules/ai/tests/libfakellm.la
+modules_ai_tests_libfakellm_la_SOURCES = $(ai_fake_sources)
+modules_ai_tests_libfakellm_la_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+modules_ai_tests_libfakellm_la_LIBADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm
 ai_itest_sources = modules/ai/tests/ai_client.c modules/ai/tests/ai_client.h
+ai_itest_cflags = $(itest_cflags) -I$(top_srcdir)/modules/ai/tests
+ai_itest_libs = modules/ai/tests/libfakellm.la $(itest_libs)
+
+# the fake LLM provider itself, from outside, over libcurl
+check_PROGRAMS += modules/ai/tests/test_fake_llm
+TESTS += modules/ai/tests/test_fake_llm
+modules_ai_tests_test_fake_llm_SOURCES = modules/ai/tests/test_fake_llm.c
+modules_ai_tests_test_fake_llm_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_fake_llm_LDADD = $(ai_itest_libs)
 
 # ---- upstream tests ----
 # a fake plx_api table (logv, config_get) for unit tests of module files
@@ -69,7 +95,7 @@ modules_ai_tests_test_ai_wire_CFLAGS = $(module_cflags) $(LIBCURL_CFLAGS) \
 modules_ai_tests_test_ai_wire_LDADD = $(CMOCKA_LIBS) $(LIBCURL_LIBS) \
 	$(JANSSON_LIBS) $(PTHREAD_LIBS)
 
-# upstream calls against the fake provider (tests/support/fake_llm.h):
+# upstream calls against the fake provider (fake_llm.h):
 # all three protocols, streamed and not, usage, errors, timeouts, cancel
 check_PROGRAMS += modules/ai/tests/test_ai_upstream
 TESTS += modules/ai/tests/test_ai_upstream
@@ -79,23 +105,26 @@ modules_ai_tests_test_ai_upstream_SOURCES = \
 modules_ai_tests_test_ai_upstream_CPPFLAGS = $(ai_test_cppflags)
 modules_ai_tests_test_ai_upstream_CFLAGS = $(module_cflags) $(LIBCURL_CFLAGS) \
 	$(CMOCKA_CFLAGS)
-modules_ai_tests_test_ai_upstream_LDADD = $(itest_libs) $(CMOCKA_LIBS) \
+modules_ai_tests_test_ai_upstream_LDADD = $(ai_itest_libs) $(CMOCKA_LIBS) \
 	$(LIBCURL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 
 # ---- store tests ----
 
-# the store layer on the core's own pool against a real PostgreSQL: quota
+# the store layer against a real PostgreSQL, with nothing of the core: the
+# fake API table with its database entries over libpq (db_stub.c), quota
 # reservations from many threads, settling, sweeping, usage rows, the
-# model cache, a database that goes away (linked like test_migrate)
+# model cache, a database that goes away
 check_PROGRAMS += modules/ai/tests/test_ai_store
 TESTS += modules/ai/tests/test_ai_store
 modules_ai_tests_test_ai_store_SOURCES = modules/ai/tests/test_ai_store.c \
-	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c modules/ai/oai.c $(CORE_SOURCES)
-modules_ai_tests_test_ai_store_CPPFLAGS = $(AM_CPPFLAGS) \
-	-I$(top_srcdir)/modules/ai -I$(top_srcdir)/tests/support
-modules_ai_tests_test_ai_store_CFLAGS = $(test_cflags)
-modules_ai_tests_test_ai_store_LDADD = $(test_libs) tests/support/libplxtest.la
+	modules/ai/tests/db_stub.c $(ai_stub_sources) \
+	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c modules/ai/oai.c
+modules_ai_tests_test_ai_store_CPPFLAGS = $(ai_test_cppflags)
+modules_ai_tests_test_ai_store_CFLAGS = $(module_cflags) $(LIBPQ_CFLAGS) \
+	$(CMOCKA_CFLAGS)
+modules_ai_tests_test_ai_store_LDADD = $(itest_libs) $(CMOCKA_LIBS) \
+	$(LIBPQ_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm
 
 # integration: the admin routes (models, quotas) and the usage report on
 # a real server, against usage rows written straight into the database
@@ -103,8 +132,8 @@ check_PROGRAMS += modules/ai/tests/test_ai_admin
 TESTS += modules/ai/tests/test_ai_admin
 modules_ai_tests_test_ai_admin_SOURCES = modules/ai/tests/test_ai_admin.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_admin_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_admin_LDADD = $(itest_libs) -lm
+modules_ai_tests_test_ai_admin_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_admin_LDADD = $(ai_itest_libs) -lm
 
 # ---- gateway tests ----
 
@@ -135,12 +164,12 @@ check_PROGRAMS += $(AI_GATEWAY_ITESTS)
 TESTS += $(AI_GATEWAY_ITESTS)
 modules_ai_tests_test_ai_chat_SOURCES = modules/ai/tests/test_ai_chat.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_chat_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_chat_LDADD = $(itest_libs)
+modules_ai_tests_test_ai_chat_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_chat_LDADD = $(ai_itest_libs)
 modules_ai_tests_test_ai_quota_SOURCES = modules/ai/tests/test_ai_quota.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_quota_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_quota_LDADD = $(itest_libs) $(PTHREAD_LIBS)
+modules_ai_tests_test_ai_quota_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_quota_LDADD = $(ai_itest_libs) $(PTHREAD_LIBS)
 
 # ---- task tests ----
 
@@ -172,8 +201,8 @@ check_PROGRAMS += modules/ai/tests/test_ai_tasks
 TESTS += modules/ai/tests/test_ai_tasks
 modules_ai_tests_test_ai_tasks_SOURCES = modules/ai/tests/test_ai_tasks.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_tasks_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_tasks_LDADD = $(itest_libs)
+modules_ai_tests_test_ai_tasks_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_tasks_LDADD = $(ai_itest_libs)
 
 # ---- openai and websocket tests ----
 
@@ -192,11 +221,11 @@ check_PROGRAMS += $(AI_OPENAI_ITESTS)
 TESTS += $(AI_OPENAI_ITESTS)
 modules_ai_tests_test_ai_openai_SOURCES = modules/ai/tests/test_ai_openai.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_openai_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_openai_LDADD = $(itest_libs) -lm
+modules_ai_tests_test_ai_openai_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_openai_LDADD = $(ai_itest_libs) -lm
 modules_ai_tests_test_ai_ws_SOURCES = modules/ai/tests/test_ai_ws.c \
 	$(ai_itest_sources)
-modules_ai_tests_test_ai_ws_CFLAGS = $(itest_cflags)
-modules_ai_tests_test_ai_ws_LDADD = $(itest_libs) -lm
+modules_ai_tests_test_ai_ws_CFLAGS = $(ai_itest_cflags)
+modules_ai_tests_test_ai_ws_LDADD = $(ai_itest_libs) -lm
 
 endif

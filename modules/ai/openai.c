@@ -18,7 +18,8 @@
  * within a second. An error after the stream opened is one
  * `data: {"error":{...}}` event (what the SDKs raise), without [DONE].
  *
- * Reference: ../shared/reference/ai-providers.md sections 1 and 2.
+ * Reference: the OpenAI API reference (Chat Completions, streaming, Models
+ * and Embeddings) and its OpenAPI description.
  */
 #include "config.h"
 

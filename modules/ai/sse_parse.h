@@ -1,7 +1,7 @@
 /*
  * sse_parse.h - an incremental Server-Sent Events parser for upstream
- * streams (WHATWG HTML 9.2 event-stream interpretation; the rules are
- * restated in ../shared/reference/ai-providers.md section 6)
+ * streams (the WHATWG HTML Standard, section 9.2 "Server-sent events":
+ * interpreting an event stream)
  *
  * Bytes go in as they come from the socket, split anywhere (inside a UTF-8
  * sequence, between the CR and the LF of a CRLF); each complete event comes

@@ -14,7 +14,7 @@
 #define METRICS_METRICS_H
 
 #include <plexus/module.h>
-#include "plexus/metrics.h"
+#include <plexus/metrics.h>
 
 #include <stdbool.h>
 #include <stddef.h>

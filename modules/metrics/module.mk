@@ -1,6 +1,6 @@
-# modules/metrics/module.mk - the metrics module, its public header
-# (plexus/metrics.h, for modules that use the metrics/1 service), its
-# plugins.d file and its tests. Included by the top Makefile.am.
+# modules/metrics/module.mk - the metrics module, its plugins.d file and
+# its tests (its service contract, <plexus/metrics.h>, is in core/include
+# with the SDK). Included through modules/modules.mk (scripts/modules.sh).
 
 module_LTLIBRARIES += modules/metrics/metrics.la
 modules_metrics_metrics_la_SOURCES = \
@@ -16,9 +16,8 @@ modules_metrics_metrics_la_CFLAGS = $(module_cflags)
 modules_metrics_metrics_la_LDFLAGS = $(module_ldflags)
 modules_metrics_metrics_la_LIBADD = $(JANSSON_LIBS) $(PTHREAD_LIBS) -lm
 
-plexusinclude_HEADERS += modules/metrics/plexus/metrics.h
 dist_pluginconf_DATA += plugins.d/metrics.conf
-EXTRA_DIST += modules/metrics/README.md
+EXTRA_DIST += modules/metrics/README.md modules/metrics/packages
 
 if HAVE_CMOCKA
 

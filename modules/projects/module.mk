@@ -1,5 +1,6 @@
 # modules/projects/module.mk - the projects module, its migrations, its
-# plugins.d file and its tests. Included by the top Makefile.am.
+# plugins.d file and its tests. Included through modules/modules.mk
+# (scripts/modules.sh).
 
 module_LTLIBRARIES += modules/projects/projects.la
 modules_projects_projects_la_SOURCES = \

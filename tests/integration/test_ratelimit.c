@@ -5,10 +5,14 @@
  * (their API keys share it), anonymous callers are counted by address,
  * classes are separate, health and "none" routes are not limited, buckets
  * refill continuously, "enabled = no" turns it all off, and a malformed
- * class stops the server from starting
+ * class stops the server from starting. A module's own class (authz_probe
+ * registers "probe", 3/60s, with plx_rate_class_add) has its default until
+ * [ratelimit] or PLEXUS_RATELIMIT_<NAME> overrides it; a key for a class
+ * nobody registered is a warning, a route naming one stops startup, and
+ * the API refuses taken names, bad names and specs, and late calls.
  *
- * The main group shares one plexusd (default 5/60s, ai 2/60s); the tests
- * that need other settings start their own.
+ * The main group shares one plexusd (default 5/60s, probe 2/60s); the
+ * tests that need other settings start their own.
  */
 #include "config.h"
 
@@ -34,10 +38,15 @@ static plxt_server_t *srv;
 static char dbname[64];
 static char *db;
 
-/* a server with the identity settings, authz_probe, and extra INI text */
-static plxt_server_t *start(const char *extra, bool expect_up)
+/* plexusd with the identity settings, authz_probe (with probe_conf in its
+ * file, if any), extra INI text, environment env and arguments args (each
+ * may be NULL; with args the harness does not wait for the server) */
+static plxt_server_t *spawn(const char *extra, const char *probe_conf,
+                            const char *const *env, const char *const *args,
+                            bool expect_up)
 {
-    static const plxt_module_t mods[] = { { .name = "authz_probe" }, { 0 } };
+    const plxt_module_t mods[] = { { .name = "authz_probe", .config = probe_conf },
+                                   { 0 } };
     char cfg[2048];
     size_t n;
 
@@ -45,8 +54,30 @@ static plxt_server_t *start(const char *extra, bool expect_up)
     n = strlen(cfg);
     snprintf(cfg + n, sizeof cfg - n, "[server]\nthreads = 32\n%s", extra);
     plxt_server_opts_t o = { .db_url = db, .modules = mods, .config = cfg,
-                             .no_wait = !expect_up };
+                             .env = env, .args = args, .no_wait = !expect_up };
     return plxt_server_start(&o);
+}
+
+static plxt_server_t *start_with(const char *extra, const char *probe_conf,
+                                 const char *const *env, bool expect_up)
+{
+    return spawn(extra, probe_conf, env, NULL, expect_up);
+}
+
+static plxt_server_t *start(const char *extra, bool expect_up)
+{
+    return spawn(extra, NULL, NULL, NULL, expect_up);
+}
+
+/* `plexusd --check-config` on such a configuration: its exit status, and
+ * *out to read its log (stopped by the caller) */
+static int check_config(const char *extra, plxt_server_t **out)
+{
+    static const char *const args[] = { "--check-config", NULL };
+
+    *out = spawn(extra, NULL, NULL, args, false);
+    assert_non_null(*out);
+    return plxt_server_wait(*out, 30000);
 }
 
 static int group_setup(void **state)
@@ -54,7 +85,7 @@ static int group_setup(void **state)
     (void)state;
     if (!(db = pgtest_db_create(dbname)))
         return -1;
-    srv = start("[ratelimit]\ndefault = 5/60s\nai = 2/60s\nauth = 100000/60s\n", true);
+    srv = start("[ratelimit]\ndefault = 5/60s\nprobe = 2/60s\nauth = 100000/60s\n", true);
     return srv ? 0 : -1;
 }
 
@@ -186,9 +217,10 @@ static void test_sixth_request_is_429_per_user(void **state)
     /* someone else still passes; a is still refused on any default route */
     pass_n(srv, "/api/v1/probe/user", b.access, false, 1, "default", 5);
     expect_limited(srv, "/api/v1/teams", a.access, false, "default", policy, 12);
-    /* another class is another bucket */
-    pass_n(srv, "/api/v1/probe/ai", a.access, false, 2, "ai", 2);
-    expect_limited(srv, "/api/v1/probe/ai", a.access, false, "ai", "\"ai\";q=2;w=60", 30);
+    /* another class (the module's own, overridden) is another bucket */
+    pass_n(srv, "/api/v1/probe/metered", a.access, false, 2, "probe", 2);
+    expect_limited(srv, "/api/v1/probe/metered", a.access, false, "probe",
+                   "\"probe\";q=2;w=60", 30);
     /* the headers ride on successful answers too */
     get(srv, "/api/v1/probe/user", b.access, false, &resp);
     expect_policy(&resp, policy);
@@ -332,7 +364,7 @@ static void test_disabled(void **state)
 static void test_bad_class_refuses_to_start(void **state)
 {
     static const char *const bad[] = {
-        "default = lots\n", "ai = 10\n", "webhooks = 0/60s\n", "auth = 5/0s\n",
+        "default = lots\n", "probe = 10\n", "webhooks = 0/60s\n", "auth = 5/0s\n",
         "default = 5/60y\n", "default = 99999999999/60s\n", "default = 5/9999d\n",
     };
 
@@ -349,6 +381,94 @@ static void test_bad_class_refuses_to_start(void **state)
         assert_true(plxt_server_log_contains(s, "[ratelimit]"));
         plxt_server_stop(s);
     }
+}
+
+/* A module's class has the module's default (3/60s) when nothing
+ * overrides it, and the environment overrides it like a file key. */
+static void test_module_class_default_and_env(void **state)
+{
+    static const char *const env[] = { "PLEXUS_RATELIMIT_PROBE=4/30s", NULL };
+    plxt_server_t *s = start("", true);
+
+    (void)state;
+    assert_non_null(s);
+    pass_n(s, "/api/v1/probe/metered", NULL, false, 3, "probe", 3);
+    expect_limited(s, "/api/v1/probe/metered", NULL, false, "probe",
+                   "\"probe\";q=3;w=60", 20);
+    assert_int_equal(plxt_server_stop(s), 0);
+
+    s = start_with("[ratelimit]\nprobe = 1/60s\n", NULL, env, true);
+    assert_non_null(s);
+    pass_n(s, "/api/v1/probe/metered", NULL, false, 4, "probe", 4);
+    expect_limited(s, "/api/v1/probe/metered", NULL, false, "probe",
+                   "\"probe\";q=4;w=30", 8);
+    assert_int_equal(plxt_server_stop(s), 0);
+}
+
+/* A key for a class no loaded module registers (its module is off, say)
+ * is a warning naming it, in the file or in the environment; the server
+ * runs and so does --check-config. */
+static void test_unregistered_class_key_warns(void **state)
+{
+    static const char *const env[] = { "PLEXUS_RATELIMIT_SEARCH=5/60s", NULL };
+    plxt_server_t *s = start_with("[ratelimit]\nwebhooks = 600/60s\n", NULL, env, true);
+    int rc;
+
+    (void)state;
+    assert_non_null(s);
+    /* (the log is JSON: its quotes are escaped) */
+    assert_true(plxt_server_log_contains(s, "[ratelimit] webhooks: no loaded module "
+                                            "registers the rate class \\\"webhooks\\\""));
+    assert_true(plxt_server_log_contains(s, "environment variable PLEXUS_RATELIMIT_SEARCH"));
+    assert_int_equal(plxt_server_stop(s), 0);
+
+    /* --check-config: a key of an absent class is fine, a malformed one not */
+    rc = check_config("[ratelimit]\nwebhooks = 600/60s\n", &s);
+    assert_int_equal(rc, 0);
+    plxt_server_stop(s);
+    rc = check_config("[ratelimit]\nwebhooks = 600 a minute\n", &s);
+    assert_true(rc > 0);
+    assert_true(plxt_server_log_contains(s, "[ratelimit] webhooks = \\\"600 a minute\\\""));
+    plxt_server_stop(s);
+}
+
+/* A route naming a class that nobody registered stops startup, and the
+ * line names the route and the class. */
+static void test_route_with_unregistered_class_refused(void **state)
+{
+    plxt_server_t *s = start_with("", "[authz_probe]\nextra_class = webhooks\n", NULL,
+                                  false);
+    int rc;
+
+    (void)state;
+    assert_non_null(s);
+    rc = plxt_server_wait(s, 30000);
+    if (rc <= 0)
+        fail_msg("expected a non-zero exit, found %d", rc);
+    assert_true(plxt_server_log_contains(s, "route \\\"GET /api/v1/probe/extra\\\" of "
+                                            "module \\\"authz_probe\\\" names the rate "
+                                            "class \\\"webhooks\\\""));
+    plxt_server_stop(s);
+
+    /* the same route in a registered class starts */
+    s = start_with("", "[authz_probe]\nextra_class = probe\n", NULL, true);
+    assert_non_null(s);
+    assert_int_equal(plxt_server_stop(s), 0);
+}
+
+/* plx_rate_class_add refuses a taken name (the module's own, the core's),
+ * bad names, bad specs, and any call after init: authz_probe fails its
+ * init or start otherwise */
+static void test_rate_class_add_refusals(void **state)
+{
+    plxt_server_t *s = start_with("", "[authz_probe]\nclass_errors = yes\n", NULL, true);
+
+    (void)state;
+    assert_non_null(s);
+    assert_true(plxt_server_log_contains(s, "rate class refusals as documented"));
+    assert_true(plxt_server_log_contains(s, "already registered by \\\"authz_probe\\\""));
+    assert_true(plxt_server_log_contains(s, "already registered by \\\"core\\\""));
+    assert_int_equal(plxt_server_stop(s), 0);
 }
 
 /* GET path from the loopback address src (any 127.x.y.z is ours on Linux):
@@ -418,6 +538,10 @@ int main(void)
         cmocka_unit_test(test_refused_credentials_are_limited),
         cmocka_unit_test(test_buckets_are_bounded),
         cmocka_unit_test(test_bad_class_refuses_to_start),
+        cmocka_unit_test(test_module_class_default_and_env),
+        cmocka_unit_test(test_unregistered_class_key_warns),
+        cmocka_unit_test(test_route_with_unregistered_class_refused),
+        cmocka_unit_test(test_rate_class_add_refusals),
     };
 
     plxt_require_postgres("test_ratelimit");

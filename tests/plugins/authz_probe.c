@@ -11,7 +11,8 @@
  *   GET  /api/v1/probe/teams/{id}/role    plx_team_role; 404 when none
  *   POST /api/v1/probe/audit              plx_audit("probe.audited")
  *   GET  /api/v1/probe/public             public, rate class "default"
- *   GET  /api/v1/probe/ai                 public, rate class "ai"
+ *   GET  /api/v1/probe/metered            public, rate class "probe" (its own,
+ *                                         default 3/60s)
  *   GET  /api/v1/probe/unlimited          public, rate class "none"
  *
  * and the additions of ABI 1.3:
@@ -20,9 +21,17 @@
  *   WS   /api/v1/probe/ws                 PLX_AUTH_USER: says who connected
  *   GET  /probe-v1/me                     PLX_AUTH_USER, and every error under
  *                                         /probe-v1/ in this module's shape
+ *
+ * and of ABI 1.4 (settings in its [authz_probe] section):
+ *   extra_class = NAME    GET /api/v1/probe/extra in rate class NAME (a
+ *                         class nobody registered must stop startup)
+ *   class_errors = yes    init checks that plx_rate_class_add refuses a
+ *                         taken name, a bad name and a bad spec, and start
+ *                         that it refuses after init: otherwise it fails
  */
 #include <plexus/module.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,7 +50,7 @@ static plx_status_t probe_user(plx_request_t *r, void *arg)
 
 /* route names handed as the handler's argument (void *, so not const) */
 static char r_admin[] = "admin", r_scoped[] = "scoped", r_public[] = "public",
-            r_ai[] = "ai", r_unlimited[] = "unlimited";
+            r_metered[] = "metered", r_extra[] = "extra", r_unlimited[] = "unlimited";
 
 static plx_status_t probe_ok(plx_request_t *r, void *arg)
 {
@@ -165,9 +174,70 @@ static plx_status_t probe_me(plx_request_t *r, void *arg)
     return plx_reply_json(r, 200, json_pack("{s:s?}", "user_id", plx_request_user_id(r)));
 }
 
+/* the refusals of plx_rate_class_add during init; false (logged) if one
+ * was not refused as documented */
+static bool rate_class_refusals(plx_module_t *m)
+{
+    static const struct { const char *name, *spec; plx_status_t want; } cases[] = {
+        { "probe", "9/60s", PLX_ERR_CONFLICT },     /* ours, again */
+        { "auth", "9/60s", PLX_ERR_CONFLICT },      /* the core's */
+        { "default", "9/60s", PLX_ERR_CONFLICT },
+        { "none", "9/60s", PLX_ERR_INVALID },
+        { "Probe2", "9/60s", PLX_ERR_INVALID },
+        { "probe-2", "9/60s", PLX_ERR_INVALID },
+        { "a_class_name_too_long", "9/60s", PLX_ERR_INVALID },
+        { "", "9/60s", PLX_ERR_INVALID },
+        { NULL, "9/60s", PLX_ERR_INVALID },
+        { "probe2", "lots", PLX_ERR_INVALID },
+        { "probe2", "0/60s", PLX_ERR_INVALID },
+        { "probe2", NULL, PLX_ERR_INVALID },
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        plx_status_t st = plx_rate_class_add(m, cases[i].name, cases[i].spec);
+        if (st != cases[i].want) {
+            plx_log(m, PLX_LOG_ERROR, "rate_class_add(\"%s\", \"%s\"): expected "
+                    "status %d, found %d", cases[i].name ? cases[i].name : "(null)",
+                    cases[i].spec ? cases[i].spec : "(null)", (int)cases[i].want,
+                    (int)st);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool rate_class_probes(plx_module_t *m)
+{
+    const char *extra = plx_config_get(m, "extra_class");
+    const char *errors = plx_config_get(m, "class_errors");
+
+    if (plx_rate_class_add(m, "probe", "3/60s") != PLX_OK)
+        return false;
+    if (errors && strcmp(errors, "yes") == 0 && !rate_class_refusals(m))
+        return false;
+    return !extra || plx_route_add(m, "GET", "/api/v1/probe/extra", probe_ok, r_extra,
+                                   PLX_ROUTE_OPTS(.rate_class = extra)) == PLX_OK;
+}
+
+static plx_status_t authz_probe_start(plx_module_t *m)
+{
+    const char *errors = plx_config_get(m, "class_errors");
+
+    if (!PLX_API_HAS(plx_api, rate_class_add) || !errors || strcmp(errors, "yes") != 0)
+        return PLX_OK;
+    if (plx_rate_class_add(m, "late", "9/60s") != PLX_ERR_INVALID) {
+        plx_log(m, PLX_LOG_ERROR, "rate_class_add after init was not refused");
+        return PLX_ERR_INTERNAL;
+    }
+    plx_log(m, PLX_LOG_INFO, "rate class refusals as documented");
+    return PLX_OK;
+}
+
 static plx_status_t authz_probe_init(plx_module_t *m)
 {
     self = m;
+    if (PLX_API_HAS(plx_api, rate_class_add) && !rate_class_probes(m))
+        return PLX_ERR_INTERNAL;
     if (!PLX_API_HAS(plx_api, audit)) {
         plx_log(m, PLX_LOG_ERROR, "the core lacks ABI 1.1 identity functions");
         return PLX_ERR_INTERNAL;
@@ -183,8 +253,8 @@ static plx_status_t authz_probe_init(plx_module_t *m)
         || plx_route_add(m, "POST", "/api/v1/probe/audit", probe_audit, NULL,
                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_USER)) != PLX_OK
         || plx_route_add(m, "GET", "/api/v1/probe/public", probe_ok, r_public, NULL) != PLX_OK
-        || plx_route_add(m, "GET", "/api/v1/probe/ai", probe_ok, r_ai,
-                         PLX_ROUTE_OPTS(.rate_class = "ai")) != PLX_OK
+        || plx_route_add(m, "GET", "/api/v1/probe/metered", probe_ok, r_metered,
+                         PLX_ROUTE_OPTS(.rate_class = "probe")) != PLX_OK
         || plx_route_add(m, "GET", "/api/v1/probe/unlimited", probe_ok, r_unlimited,
                          PLX_ROUTE_OPTS(.rate_class = "none")) != PLX_OK)
         return PLX_ERR_INTERNAL;
@@ -203,4 +273,4 @@ static plx_status_t authz_probe_init(plx_module_t *m)
 
 PLX_MODULE(.name = "authz_probe", .version = "1.0",
            .description = "exercises the identity functions of ABI 1.1",
-           .init = authz_probe_init);
+           .init = authz_probe_init, .start = authz_probe_start);

@@ -1,4 +1,5 @@
-/* bad_minor: built for a newer minor than the core provides */
+/* bad_minor: built for a newer minor than the core provides, and needing it
+ * (no abi_minor_required: the minor it was built for) */
 #include <plexus/module.h>
 
 #undef PLX_ABI_MINOR

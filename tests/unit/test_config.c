@@ -37,7 +37,8 @@ static const char *const env_used[] = {
     "PLEXUS_SERVER_THREADS", "PLEXUS_SERVER_LISTEN", "PLEXUS_EXAMPLE_GREETING",
     "PLEXUS_DATABASE_URL_FILE", "PLEXUS_EXAMPLE_TOKEN_FILE",
     "PLEXUS_SERVER_REQUEST_TIMEOUT", "PLEXUS_SERVER_PLUGINS_DIR",
-    "PLEXUS_DATABASE_URL", NULL,
+    "PLEXUS_DATABASE_URL", "PLEXUS_RATELIMIT_SEARCH", "PLEXUS_RATELIMIT_AI",
+    NULL,
 };
 
 /* removes path and, if it is a folder, everything under it */
@@ -412,6 +413,50 @@ static void test_unknown_and_syntax(void **state)
     assert_string_equal(core_config_get(f->cfg, "server", "listen"), "127.0.0.1:8080");
 }
 
+/* what core_config_undeclared reported, one "key=value@where" per line */
+static void collect_key(const char *key, const char *value, const char *file,
+                        int line, void *arg)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 1024 - n, "%s=%s@%s:%d\n", key, value,
+             file ? strrchr(file, '/') + 1 : "env", line);
+}
+
+/* [ratelimit] is open: keys other than the core's are module-style names
+ * (the rate classes modules register), reported with where they were set,
+ * from the file and from PLEXUS_RATELIMIT_<NAME>; a key in the file wins
+ * the report over the environment; a malformed name is an error */
+static void test_open_section(void **state)
+{
+    fixture_t *f = *state;
+    char seen[1024] = "";
+
+    put(f, "plexus.conf",
+        "[ratelimit]\n"
+        "default = 5/60s\n"
+        "ai = 10/60s\n"              /* 3 */
+        "webhooks = 600/60s\n"       /* 4 */
+        "Bad-Name = 1/60s\n");       /* 5: not a class name */
+    setenv("PLEXUS_RATELIMIT_SEARCH", "7/60s", 1);
+    setenv("PLEXUS_RATELIMIT_AI", "20/60s", 1);
+    assert_non_null(load(f));
+    assert_int_equal(f->errors, 1);
+    assert_logged(f, "plexus.conf:5: ");
+    core_config_undeclared(f->cfg, "ratelimit", collect_key, seen);
+    assert_non_null(strstr(seen, "ai=10/60s@plexus.conf:3\n"));
+    assert_non_null(strstr(seen, "webhooks=600/60s@plexus.conf:4\n"));
+    assert_non_null(strstr(seen, "search=7/60s@env:0\n"));
+    assert_null(strstr(seen, "default="));     /* the core's own */
+    assert_null(strstr(seen, "ai=20/60s"));    /* reported with its file line */
+    /* the environment still wins for the value */
+    assert_string_equal(core_config_get(f->cfg, "ratelimit", "ai"), "20/60s");
+    assert_string_equal(core_config_get(f->cfg, "ratelimit", "webhooks"), "600/60s");
+    /* other core sections stay closed */
+    assert_null(strstr(seen, "listen"));
+}
+
 static void test_duplicate_key(void **state)
 {
     fixture_t *f = *state;
@@ -640,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_indirection_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_syntax, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durations_and_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugins_order, setup, teardown),

@@ -159,16 +159,53 @@ static void test_bad_magic(void **state)
     expect_refusal(LIST("bad_magic"), LIST("bad_magic.so", "bad magic 0xdeadbeef"));
 }
 
+/* "<what>ABI 1.<core minor>": the refusals name the core's version */
+static const char *core_abi(const char *what)
+{
+    static char buf[128];
+
+    snprintf(buf, sizeof buf, "%s%d.%d", what, PLX_ABI_MAJOR, PLX_ABI_MINOR);
+    return buf;
+}
+
 static void test_other_major(void **state)
 {
     expect_refusal(LIST("bad_major"),
-                   LIST("bad_major.so", "built for ABI 2.x, core provides 1.3"));
+                   LIST("bad_major.so", "built for ABI 2.x", core_abi("core provides ")));
 }
 
 static void test_newer_minor(void **state)
 {
     expect_refusal(LIST("bad_minor"),
-                   LIST("bad_minor.so", "built for ABI 1.99, newer than the core's 1.3"));
+                   LIST("bad_minor.so", "built for ABI 1.99",
+                        core_abi("newer than the core's ")));
+}
+
+/* built for the next minor with abi_minor_required = the core's: loads,
+ * and its init (which checks PLX_API_HAS) runs */
+static void test_newer_minor_with_older_requirement_loads(void **state)
+{
+    plx_module_t *m;
+
+    setup_config(LIST("newer_minor"));
+    assert_true(load());
+    assert_int_equal(core_module_count(), 1);
+    m = core_module_find("newer_minor");
+    assert_non_null(m);
+    assert_int_equal(m->info->abi_minor, PLX_ABI_MINOR + 1);
+    assert_int_equal(m->info->abi_minor_required, PLX_ABI_MINOR);
+    assert_true(core_modules_init());
+    assert_int_equal(m->state, CORE_MOD_INITIALISED);
+}
+
+/* built for the next minor and requiring it: refused, naming both */
+static void test_newer_requirement_refused(void **state)
+{
+    char built[64];
+
+    snprintf(built, sizeof built, "built for ABI 1.%d,", PLX_ABI_MINOR + 1);
+    expect_refusal(LIST("needs_newer"),
+                   LIST("needs_newer.so", built, core_abi("newer than the core's ")));
 }
 
 static void test_name_differs_from_config(void **state)
@@ -269,6 +306,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_magic, teardown),
         cmocka_unit_test_teardown(test_other_major, teardown),
         cmocka_unit_test_teardown(test_newer_minor, teardown),
+        cmocka_unit_test_teardown(test_newer_minor_with_older_requirement_loads, teardown),
+        cmocka_unit_test_teardown(test_newer_requirement_refused, teardown),
         cmocka_unit_test_teardown(test_name_differs_from_config, teardown),
         cmocka_unit_test_teardown(test_missing_dependency, teardown),
         cmocka_unit_test_teardown(test_cycle, teardown),

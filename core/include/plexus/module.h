@@ -130,9 +130,10 @@ typedef struct plx_route_opts {
     uint32_t    size;        /* sizeof(plx_route_opts_t) at build time */
     plx_auth_t  auth;
     const char *scope;       /* with PLX_AUTH_SCOPE, e.g. "projects:write" */
-    const char *rate_class;  /* rate-limit class ([ratelimit] default, auth,
-                              * ai, webhooks); NULL means "default", "none"
-                              * exempts the route (health, metrics) */
+    const char *rate_class;  /* rate-limit class: the core's "default" and
+                              * "auth", or one a module registered with
+                              * plx_rate_class_add(); NULL means "default",
+                              * "none" exempts the route (health, metrics) */
     const char *summary;     /* OpenAPI summary */
     const char *tag;         /* OpenAPI tag; NULL means the module's name */
 } plx_route_opts_t;
@@ -768,9 +769,16 @@ struct plx_api {
      * time (the wrapper passes it). init only. */
     plx_status_t (*routes_add)(plx_module_t *m, const plx_route_def_t *defs,
                                size_t n, size_t elem_size, void *arg);
-    /* a rate-limit class for the module's routes: default_spec "N/Ws"
-     * (requests per window), overridden by [ratelimit] <name> in
-     * plexus.conf. init only; a name registered twice is an error. */
+    /* a rate-limit class for the module's routes (and any other module's):
+     * default_spec "N/<duration>" (N requests per window, e.g. "60/60s";
+     * units ms, s, m, h, d), overridden by [ratelimit] <name> in
+     * plexus.conf or PLEXUS_RATELIMIT_<NAME>. name: a-z, 0-9, '_', starting
+     * with a letter, at most 15 bytes, not "none", "enabled" or
+     * "max_keys" (settings of [ratelimit]). Both strings borrowed
+     * for the call. init only, main thread. PLX_ERR_CONFLICT when the name
+     * is taken (the core owns "default" and "auth"), PLX_ERR_INVALID for a
+     * bad name or spec or after init (logged). A route naming a class that
+     * no loaded module registered stops startup. */
     plx_status_t (*rate_class_add)(plx_module_t *m, const char *name,
                                    const char *default_spec);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <libpq-fe.h>
@@ -156,20 +157,36 @@ static int ai_module_conf(const ait_env_t *e, const char *extra, bool providers,
 
 /* the server on a fresh database, the fake already running, with the
  * extra modules (ended by a NULL name; may be NULL) after ai; 0 or -1 */
-/* plexusd on e->db with metrics, ai (ai_text) and the extra modules */
+/* the metrics module as built beside this one: NULL when the tree has
+ * none (a module stands alone; its metrics are then not checked) */
+static const char *metrics_so(void)
+{
+    static char path[1024];
+    const char *b = getenv("PLX_BUILDDIR");
+
+    snprintf(path, sizeof path, "%s/modules/metrics/.libs/metrics.so", b ? b : ".");
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+bool ait_have_metrics(void)
+{
+    return metrics_so() != NULL;
+}
+
+/* plexusd on e->db with metrics (when built), ai (ai_text) and the extra
+ * modules */
 static plxt_server_t *server_spawn(ait_env_t *e, const char *ai_text,
                                    const plxt_module_t *extra)
 {
-    const char *b = getenv("PLX_BUILDDIR");
-    char metrics_path[1024], ai_path[1024], cfg[4096];
+    const char *b = getenv("PLX_BUILDDIR"), *metrics_path = metrics_so();
+    char ai_path[1024], cfg[4096];
     plxt_module_t mods[3 + EXTRA_MODULES_MAX] = { { 0 } };
     size_t n, k = 0;
 
-    snprintf(metrics_path, sizeof metrics_path, "%s/modules/metrics/.libs/metrics.so",
-             b ? b : ".");
     snprintf(ai_path, sizeof ai_path, "%s/modules/ai/.libs/ai.so", b ? b : ".");
-    mods[k++] = (plxt_module_t){ .name = "metrics", .path = metrics_path,
-                                 .config = "[metrics]\nallow = 127.0.0.1\n" };
+    if (metrics_path)
+        mods[k++] = (plxt_module_t){ .name = "metrics", .path = metrics_path,
+                                     .config = "[metrics]\nallow = 127.0.0.1\n" };
     mods[k++] = (plxt_module_t){ .name = "ai", .path = ai_path, .config = ai_text };
     for (size_t i = 0; extra && extra[i].name; i++) {
         if (i == EXTRA_MODULES_MAX) {

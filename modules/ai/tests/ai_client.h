@@ -36,6 +36,9 @@ typedef struct ait_env {
  * there replaces the default one. providers false: no provider at all.
  * 0, or -1 (printed why). */
 int ait_start(ait_env_t *e, const char *ai_conf);
+/* whether the metrics module was built beside ai (the servers load it
+ * then); a tree without it runs the ai tests all the same */
+bool ait_have_metrics(void);
 int ait_start_bare(ait_env_t *e);           /* no provider configured */
 /* Added for the gateway's tests: ait_start, and the extra modules
  * (plxt_module_t, ended by a NULL name; at most 8) loaded after ai, e.g.

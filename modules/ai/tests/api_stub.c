@@ -96,6 +96,11 @@ void ai_stub_log_reset(void)
     log_buf[0] = '\0';
 }
 
+plx_api_t *ai_stub_table(void)
+{
+    return &stub_api;
+}
+
 void ai_stub_install(void)
 {
     plx_api = &stub_api;

@@ -3,8 +3,9 @@
  *
  * It defines plx_api (which the module's entry point, ai.c, defines in the
  * real module) and fills only logv and config_get: enough for settings.c,
- * upstream.c and the provider files. Any other entry is NULL, so a test
- * that reaches one crashes at once instead of passing by accident.
+ * upstream.c and the provider files; ai_stub_db() adds the database
+ * entries (db_stub.c). Any other entry is NULL, so a test that reaches one
+ * crashes at once instead of passing by accident.
  *
  *   ai_stub_install();
  *   ai_stub_config("providers", "fake");
@@ -29,5 +30,13 @@ void ai_stub_config_reset(void);
  * printed to stderr when AI_STUB_VERBOSE is set */
 const char *ai_stub_log(void);
 void ai_stub_log_reset(void);
+
+/* the table itself, for the stubs of other entries to fill */
+plx_api_t *ai_stub_table(void);
+
+/* db_stub.c: the db_* entries (and status_str) over libpq to conninfo,
+ * for the store layer's test; ai_stub_db_close closes idle connections */
+void ai_stub_db(const char *conninfo);
+void ai_stub_db_close(void);
 
 #endif

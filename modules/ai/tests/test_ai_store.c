@@ -2,14 +2,15 @@
  * test_ai_store.c - the ai module's store layer (store.c) against a real
  * PostgreSQL, through the core's real connection pool
  *
- * store.c is linked with the core's objects and given the core's API table,
- * as the loader would, so the same code the module runs is tested without
- * a server or a provider: quota reservations from many threads at once
+ * store.c is linked with nothing of the core: the fake API table of
+ * api_stub.h with its database entries over libpq (db_stub.c) stands in
+ * for it, so the module's own code is tested without a server or a
+ * provider: quota reservations from many threads at once
  * (exact counts, no deadlock between callers whose quotas overlap in
  * different orders), the messages of a refused call, settling, sweeping
  * expired reservations (and settling one already swept), cost quotas,
  * usage rows, the model cache, and a database that goes away (PLX_ERR_DB,
- * no crash) and comes back. The pool talks to PostgreSQL through a TCP
+ * no crash) and comes back. The stub talks to PostgreSQL through a TCP
  * proxy the test can pause; the checks use a direct connection.
  */
 #include "config.h"
@@ -28,22 +29,18 @@
 #include <unistd.h>
 
 #include "ai.h"
-#include "conf.h"
-#include "core.h"
-#include "db.h"
+#include "api_stub.h"
 #include "harness.h"
 #include "pgtest.h"
 
-/* what the module's PLX_MODULE() and ai.c / settings.c would define */
-const plx_api_t *plx_api;
-plx_module_t *ai_module;
+/* what ai.c and settings.c would define */
+plx_module_t *ai_module = AI_STUB_MODULE;
 ai_settings_t ai_cfg;
 
 static char dbname[64];
 static char *direct;          /* conninfo straight to the database */
 static PGconn *pg;            /* the test's own connection, for checks */
-static plxt_proxy_t *proxy;   /* between the pool and PostgreSQL */
-static char tmp[64];
+static plxt_proxy_t *proxy;   /* between the stub and PostgreSQL */
 
 /* ---- direct SQL ----------------------------------------------------------- */
 
@@ -145,8 +142,6 @@ static void apply_file(const char *rel)
 static int group_setup(void **state)
 {
     const char *host = getenv("PGHOST"), *port = getenv("PGPORT");
-    char path[128], text[1024];
-    int errors = 0;
 
     if (!(direct = pgtest_db_create(dbname)))
         return -1;
@@ -159,41 +154,23 @@ static int group_setup(void **state)
     if (!(proxy = plxt_proxy_start(host, port && *port ? atoi(port) : 5432)))
         return -1;
     char *url = plxt_proxy_conninfo(proxy, dbname);
-    snprintf(tmp, sizeof tmp, "/tmp/plx-ai-store-XXXXXX");
-    if (!mkdtemp(tmp))
+    if (!url)
         return -1;
-    snprintf(path, sizeof path, "%s/plexus.conf", tmp);
-    snprintf(text, sizeof text,
-             "[server]\ndata_dir = %s/data\n\n"
-             "[database]\nurl = %s\npool_size = 8\nconnect_timeout = 2s\n"
-             "acquire_timeout = 5s\nstatement_timeout = 10s\n", tmp, url);
+    ai_stub_install();
+    ai_stub_db(url);
     free(url);
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        return -1;
-    core_cfg = core_config_load(path, &errors);
-    if (!core_cfg || errors || !core_db_setup(core_cfg))
-        return -1;
-    plx_api = core_api();
     ai_cfg.reservation_ttl_s = 900;
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    char cmd[128];
-
     ai_model_cache_invalidate();
-    core_db_shutdown();
-    core_config_free(core_cfg);
-    core_cfg = NULL;
+    ai_stub_db_close();
     plxt_proxy_stop(proxy);
     PQfinish(pg);
     pgtest_db_drop(dbname);
     free(direct);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
     return 0;
 }
 

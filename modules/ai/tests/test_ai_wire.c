@@ -2,7 +2,8 @@
  * test_ai_wire.c - the upstream layer without a network: the SSE parser
  * (split at every byte, every line ending, comments, bounds), each
  * provider's request builder against golden JSON, each stream decoder fed
- * the wire text of ../shared/reference/ai-providers.md, whole replies, the
+ * the wire text of the providers' API references (OpenAI Chat Completions,
+ * Anthropic Messages, Google Gemini generateContent), whole replies, the
  * error tables, Retry-After, settings and token estimates.
  */
 #include "config.h"

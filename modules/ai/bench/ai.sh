@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# bench/ai.sh - the ai module under load, over the fake provider
+# modules/ai/bench/ai.sh - the ai module under load, over the fake provider
 #
-#   bench/ai.sh
+#   modules/ai/bench/ai.sh
 #
 # Builds a release plexusd, the ai and metrics modules and the fake
-# provider (tests/fake-llm) in BUILD_DIR, starts a throw-away PostgreSQL,
+# provider (modules/ai/tests/fake-llm) in BUILD_DIR, starts a throw-away PostgreSQL,
 # the fake and plexusd (real keys, rate limits off, access log off), makes
 # an admin, a model on the fake and an API key with the "ai" scope, then
-# measures with bench/ai_load.c (libcurl multi, one thread):
+# measures with modules/ai/bench/ai_load.c (libcurl multi, one thread):
 #
 #   first token   REQUESTS streamed /v1/chat/completions of 5 tokens, one
 #                 at a time: the time to the first token straight from the
@@ -24,7 +24,7 @@
 # STREAMS (default 500), TOKENS (default 200), DELAY_MS (default 10).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 src=$PWD
 build=${BUILD_DIR:-$src/build/bench}
 requests=${REQUESTS:-1000}
@@ -34,10 +34,10 @@ delay_ms=${DELAY_MS:-10}
 
 # shellcheck source=bench/lib.sh
 . "$src/bench/lib.sh"
-bench_build plexusd modules/ai/ai.la modules/metrics/metrics.la tests/fake-llm
+bench_build plexusd modules/ai/ai.la modules/metrics/metrics.la modules/ai/tests/fake-llm
 bench_setup ai
 bench_postgres "$build/pg-ai" plexus_bench_ai
-gcc -O2 -o "$tmp/ai_load" "$src/bench/ai_load.c" -lcurl
+gcc -O2 -o "$tmp/ai_load" "$src/modules/ai/bench/ai_load.c" -lcurl
 
 json_field() {   # json_field NAME < body: the first "NAME":"value"
     sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"
@@ -46,7 +46,7 @@ json_field() {   # json_field NAME < body: the first "NAME":"value"
 # ---- the fake provider ----------------------------------------------------------------
 fport=$(free_port)
 fake_key="sk-bench-$RANDOM"
-"$build/tests/fake-llm" --port "$fport" --key "$fake_key" >"$tmp/fake.log" 2>&1 &
+"$build/modules/ai/tests/fake-llm" --port "$fport" --key "$fake_key" >"$tmp/fake.log" 2>&1 &
 pids+=($!)
 fake_pid=$!
 for _ in $(seq 1 50); do

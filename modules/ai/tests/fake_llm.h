@@ -3,7 +3,8 @@
  *
  * A small HTTP/1.1 server on a free 127.0.0.1 port (a thread per
  * connection, keep-alive) that speaks three wire protocols, streamed and
- * not, as ../shared/reference/ai-providers.md describes them:
+ * not, as the providers' API references describe them (OpenAI Chat
+ * Completions, Anthropic Messages, Google Gemini API):
  *
  *   OpenAI     POST <any prefix>/chat/completions, <prefix>/embeddings,
  *              GET <prefix>/models             (Authorization: Bearer)

@@ -1,7 +1,8 @@
 /*
- * test_fake_llm.c - the fake LLM provider (tests/support/fake_llm.c) seen
- * from outside, over libcurl, against the byte patterns of
- * ../shared/reference/ai-providers.md
+ * test_fake_llm.c - the fake LLM provider (fake_llm.c) seen
+ * from outside, over libcurl, against the byte patterns of the OpenAI,
+ * Anthropic Messages and Google Gemini API references and the WHATWG HTML
+ * Standard's event-stream format
  *
  * The ai module's tests trust the fake to frame each protocol as the real
  * provider does, to count tokens by the header's rules and to notice a

@@ -1,7 +1,7 @@
 /*
  * fake_llm.c - a fake LLM provider speaking OpenAI, Anthropic and Gemini
- * (see fake_llm.h; the wire formats are those of
- * ../shared/reference/ai-providers.md)
+ * (see fake_llm.h; the wire formats are those of the OpenAI Chat
+ * Completions, Anthropic Messages and Google Gemini API references)
  *
  * One thread accepts; each connection gets a thread of its own that reads
  * requests (keep-alive, Content-Length or chunked bodies, bounded) and

@@ -1,15 +1,15 @@
 /*
- * fake_llm_main.c - tests/fake-llm: the fake LLM provider as a program,
+ * fake_llm_main.c - modules/ai/tests/fake-llm: the fake LLM provider as a program,
  * for the benchmarks and for trying a gateway by hand
  *
- *   tests/fake-llm [--port N] [--key K] [--tokens N] [--delay-ms N]
+ *   modules/ai/tests/fake-llm [--port N] [--key K] [--tokens N] [--delay-ms N]
  *                  [--first-ms N]
  *
  * Serves OpenAI, Anthropic and Gemini on 127.0.0.1:N (0 or absent: a free
  * port) until SIGTERM or SIGINT, then stops cleanly. Prints "listening on
  * PORT" once it accepts connections. The options set the default script;
  * each request can script itself with a [[fake ...]] directive in its
- * last user message (see tests/support/fake_llm.h). Requests are counted,
+ * last user message (see fake_llm.h). Requests are counted,
  * not recorded, so a long run does not grow.
  */
 #include "config.h"
