@@ -99,6 +99,8 @@ static plx_status_t classify(PGconn *pg, const PGresult *r)
         return PLX_ERR_DB;
     if (strcmp(state, "57014") == 0)
         return PLX_ERR_TIMEOUT;
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return PLX_AGAIN;   /* a serialization failure or deadlock: db_tx retries */
     if (strncmp(state, "23", 2) == 0)
         return PLX_ERR_CONFLICT;
     return PLX_ERR_INTERNAL;
@@ -142,6 +144,39 @@ static plx_status_t db_query(plx_request_t *rq, const char *sql, int n,
 {
     (void)rq;
     return db_exec(NULL, sql, n, params, out);
+}
+
+/* The contract of plx_db_tx as the store relies on it: BEGIN at the
+ * level, the function, COMMIT; PLX_AGAIN anywhere runs it again, a few
+ * times; any other failure rolls back and is returned. */
+static plx_status_t db_tx(plx_request_t *rq, plx_isolation_t iso, plx_tx_fn fn,
+                          void *arg)
+{
+    static const char *const begin[] = {
+        [PLX_TX_READ_COMMITTED] = "BEGIN ISOLATION LEVEL READ COMMITTED",
+        [PLX_TX_REPEATABLE_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        [PLX_TX_SERIALIZABLE] = "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    };
+    plx_status_t st = PLX_AGAIN;
+
+    (void)rq;
+    if ((unsigned)iso > PLX_TX_SERIALIZABLE || !fn)
+        return PLX_ERR_INVALID;
+    for (int attempt = 0; attempt < 5 && st == PLX_AGAIN; attempt++) {
+        plx_db_conn_t *c = db_acquire(0);
+
+        if (!c)
+            return PLX_ERR_DB;
+        st = db_exec(c, begin[iso], 0, NULL, NULL);
+        if (st == PLX_OK)
+            st = fn(c, arg);
+        if (st == PLX_OK)
+            st = db_exec(c, "COMMIT", 0, NULL, NULL);
+        if (st != PLX_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            (void)db_exec(c, "ROLLBACK", 0, NULL, NULL);
+        db_release(c);
+    }
+    return st;
 }
 
 static int db_rows(const plx_db_res_t *res)
@@ -201,6 +236,7 @@ void ai_stub_db(const char *info)
     api->db_affected = db_affected;
     api->db_error = db_error;
     api->db_free = db_free;
+    api->db_tx = db_tx;
     api->status_str = status_str;
 }
 
