@@ -69,14 +69,20 @@ tests_unit_test_identity_crypto_SOURCES = tests/unit/test_identity_crypto.c \
 tests_unit_test_identity_crypto_CFLAGS = $(test_cflags)
 tests_unit_test_identity_crypto_LDADD = $(test_libs)
 
-# the loader and migration runner need the whole core
-tests_unit_test_loader_SOURCES = tests/unit/test_loader.c $(CORE_SOURCES)
-tests_unit_test_loader_CFLAGS = $(test_cflags)
-tests_unit_test_loader_LDADD = $(test_libs)
+# the whole core, compiled once for the unit tests that need all of it
+# (the loader, the migration runner, request input, the database layer)
+check_LTLIBRARIES += tests/libplxcore.la
+tests_libplxcore_la_SOURCES = $(CORE_SOURCES)
+tests_libplxcore_la_CFLAGS = $(test_cflags)
+core_test_libs = tests/libplxcore.la $(test_libs)
 
-tests_unit_test_migrate_SOURCES = tests/unit/test_migrate.c $(CORE_SOURCES)
+tests_unit_test_loader_SOURCES = tests/unit/test_loader.c
+tests_unit_test_loader_CFLAGS = $(test_cflags)
+tests_unit_test_loader_LDADD = $(core_test_libs)
+
+tests_unit_test_migrate_SOURCES = tests/unit/test_migrate.c
 tests_unit_test_migrate_CFLAGS = $(test_cflags)
-tests_unit_test_migrate_LDADD = $(test_libs) tests/support/libplxtest.la
+tests_unit_test_migrate_LDADD = $(core_test_libs) tests/support/libplxtest.la
 
 # ---- outbound HTTP guard, sealed secrets, multipart parser (pure parts) --
 UNIT_TESTS += tests/unit/test_netaddr tests/unit/test_secrets \
@@ -103,9 +109,9 @@ tests_unit_test_encode_LDADD = $(test_libs)
 # times, sort keys, cursors and the field readers' refusals; input.c
 # answers through the request layer, so it links the whole core
 UNIT_TESTS += tests/unit/test_input
-tests_unit_test_input_SOURCES = tests/unit/test_input.c $(CORE_SOURCES)
+tests_unit_test_input_SOURCES = tests/unit/test_input.c
 tests_unit_test_input_CFLAGS = $(test_cflags)
-tests_unit_test_input_LDADD = $(test_libs)
+tests_unit_test_input_LDADD = $(core_test_libs)
 
 # ---- test plugins: each a shared object loaded by the loader tests -------
 test_plugin_ldflags = -module -avoid-version -shared -rpath /nowhere \
@@ -182,9 +188,9 @@ tests_plugins_netprobe_la_LIBADD = $(OPENSSL_LIBS)
 # ---- transactions, LISTEN/NOTIFY, durable events, jobs (plugin API 1.4) --
 # db.c's pure parts; the txprobe plugin; two or three servers on one database
 UNIT_TESTS += tests/unit/test_db
-tests_unit_test_db_SOURCES = tests/unit/test_db.c $(CORE_SOURCES)
+tests_unit_test_db_SOURCES = tests/unit/test_db.c
 tests_unit_test_db_CFLAGS = $(test_cflags)
-tests_unit_test_db_LDADD = $(test_libs)
+tests_unit_test_db_LDADD = $(core_test_libs)
 check_LTLIBRARIES += tests/plugins/txprobe.la
 tests_plugins_txprobe_la_SOURCES = tests/plugins/txprobe/txprobe.c
 tests_plugins_txprobe_la_CFLAGS = $(test_plugin_cflags)
