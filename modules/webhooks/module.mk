@@ -1,7 +1,10 @@
-# modules/webhooks/module.mk - the webhooks module's signature schemes and
-# their tests. Included through modules/modules.mk (scripts/modules.sh).
+# modules/webhooks/module.mk - the webhooks module's signature schemes,
+# its schema and their tests. Included through modules/modules.mk
+# (scripts/modules.sh).
 
-EXTRA_DIST += modules/webhooks/README.md modules/webhooks/verify.h
+# the schema is not installed until the module that migrates it is built
+EXTRA_DIST += modules/webhooks/README.md modules/webhooks/verify.h \
+	modules/webhooks/sql/0001_webhooks.sql
 
 if HAVE_CMOCKA
 
