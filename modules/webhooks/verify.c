@@ -340,3 +340,93 @@ wh_verdict_t wh_verify_standard(const char *id, const char *ts,
         return WH_FORGED;
     return in_window(t, now, tolerance) ? WH_OK : WH_STALE;
 }
+
+static const char *const provider_names[WH_PROVIDER_COUNT] = {
+    "stripe", "github", "slack", "standard", "clickup", "notion", "hmac",
+};
+
+int wh_provider_from_name(const char *name)
+{
+    for (int i = 0; name && i < WH_PROVIDER_COUNT; i++)
+        if (strcmp(name, provider_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *wh_provider_name(wh_provider_t p)
+{
+    return (unsigned)p < WH_PROVIDER_COUNT ? provider_names[p] : NULL;
+}
+
+int wh_hmac_cfg_parse(const char *algo, const char *enc, const char *prefix,
+                      wh_hmac_cfg_t *out)
+{
+    size_t n;
+
+    if (!algo || !enc || !out)
+        return 0;
+    if (strcmp(algo, "sha256") == 0)
+        out->algo = WH_SHA256;
+    else if (strcmp(algo, "sha512") == 0)
+        out->algo = WH_SHA512;
+    else
+        return 0;
+    if (strcmp(enc, "hex") == 0)
+        out->enc = WH_HEX;
+    else if (strcmp(enc, "base64") == 0)
+        out->enc = WH_BASE64;
+    else
+        return 0;
+    if (!prefix)
+        prefix = "";
+    n = strnlen(prefix, 33);
+    if (n > 32)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (prefix[i] < 0x21 || prefix[i] > 0x7e)
+            return 0;
+    out->prefix = prefix;
+    return 1;
+}
+
+wh_verdict_t wh_verify_delivery(wh_provider_t p, const char *hmac_header,
+                                const wh_hmac_cfg_t *hmac, wh_header_fn get,
+                                void *arg, const void *body, size_t len,
+                                const wh_secrets_t *s, time_t now)
+{
+    static const wh_hmac_cfg_t sha256_prefixed = { WH_SHA256, WH_HEX, "sha256=" };
+    static const wh_hmac_cfg_t sha256_bare = { WH_SHA256, WH_HEX, NULL };
+
+    if (!get)
+        return WH_ERROR;
+    switch (p) {
+    case WH_STRIPE:
+        return wh_verify_stripe(get(arg, "Stripe-Signature"), body, len, s,
+                                now, WH_TOLERANCE);
+    case WH_GITHUB:
+        return wh_verify_hmac(&sha256_prefixed, get(arg, "X-Hub-Signature-256"),
+                              body, len, s);
+    case WH_SLACK:
+        return wh_verify_slack(get(arg, "X-Slack-Request-Timestamp"),
+                               get(arg, "X-Slack-Signature"), body, len, s,
+                               now, WH_TOLERANCE);
+    case WH_STANDARD:
+        return wh_verify_standard(get(arg, "webhook-id"),
+                                  get(arg, "webhook-timestamp"),
+                                  get(arg, "webhook-signature"), body, len, s,
+                                  now, WH_TOLERANCE);
+    case WH_CLICKUP:
+        return wh_verify_hmac(&sha256_bare, get(arg, "X-Signature"), body,
+                              len, s);
+    case WH_NOTION:
+        return wh_verify_hmac(&sha256_prefixed, get(arg, "X-Notion-Signature"),
+                              body, len, s);
+    case WH_HMAC:
+        if (!hmac_header || !hmac_header[0] || !hmac)
+            return WH_ERROR;
+        return wh_verify_hmac(hmac, get(arg, hmac_header), body, len, s);
+    case WH_PROVIDER_COUNT:
+        break;
+    }
+    return WH_ERROR;
+}

@@ -82,4 +82,32 @@ wh_verdict_t wh_verify_standard(const char *id, const char *ts,
                                 size_t len, const wh_secrets_t *s,
                                 time_t now, long tolerance);
 
+/* The providers an endpoint may name, and how the route reaches their
+ * scheme: get returns a request header's value (NULL when absent), the
+ * lookup case-insensitive as HTTP header names are. */
+typedef enum wh_provider {
+    WH_STRIPE = 0, WH_GITHUB, WH_SLACK, WH_STANDARD, WH_CLICKUP, WH_NOTION,
+    WH_HMAC, WH_PROVIDER_COUNT
+} wh_provider_t;
+
+/* the provider called name; -1 for none */
+int wh_provider_from_name(const char *name);
+const char *wh_provider_name(wh_provider_t p);
+
+/* The hmac scheme's settings as an endpoint stores them: algorithm
+ * "sha256" or "sha512", encoding "hex" or "base64", a prefix of at most
+ * 32 printable ASCII characters. 1 when valid; *out's prefix borrows
+ * from the argument. */
+int wh_hmac_cfg_parse(const char *algo, const char *enc, const char *prefix,
+                      wh_hmac_cfg_t *out);
+
+typedef const char *(*wh_header_fn)(void *arg, const char *name);
+
+/* Verify one delivery as provider p signs it. hmac_header and hmac are
+ * the hmac scheme's header name and settings (ignored otherwise). */
+wh_verdict_t wh_verify_delivery(wh_provider_t p, const char *hmac_header,
+                                const wh_hmac_cfg_t *hmac, wh_header_fn get,
+                                void *arg, const void *body, size_t len,
+                                const wh_secrets_t *s, time_t now);
+
 #endif

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 
 #include "core.h"
@@ -255,6 +256,93 @@ static void test_standard(void **state)
     assert_int_equal(standard(SW_ID, "1614265330", big, ONE(SW_SECRET), SW_T), WH_MALFORMED);
 }
 
+/* a request's headers, looked up without regard to case */
+static const char *const *hdrs;
+
+static const char *header(void *arg, const char *name)
+{
+    (void)arg;
+    for (size_t i = 0; hdrs[i]; i += 2)
+        if (strcasecmp(hdrs[i], name) == 0)
+            return hdrs[i + 1];
+    return NULL;
+}
+
+static wh_verdict_t delivery(wh_provider_t p, const char *const *h, const char *body,
+                             const char *sec, time_t now)
+{
+    hdrs = h;
+    return wh_verify_delivery(p, NULL, NULL, header, NULL, body, strlen(body), ONE(sec), now);
+}
+
+static void test_delivery(void **state)
+{
+    (void)state;
+    wh_hmac_cfg_t cfg;
+
+    assert_int_equal(delivery(WH_STRIPE, (const char *const[]){
+        "stripe-signature", "t=1700000000,v1=" S_V1, NULL }, S_BODY, S_SECRET, S_T), WH_OK);
+    assert_int_equal(delivery(WH_GITHUB, (const char *const[]){
+        "X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        NULL }, "Hello, World!", "It's a Secret to Everybody", 0), WH_OK);
+    /* GitHub's legacy SHA-1 header alone is not enough */
+    assert_int_equal(delivery(WH_GITHUB, (const char *const[]){
+        "X-Hub-Signature", "sha1=01234567", NULL }, "Hello, World!", "It's a Secret to Everybody", 0),
+        WH_UNSIGNED);
+    assert_int_equal(delivery(WH_SLACK, (const char *const[]){
+        "X-Slack-Request-Timestamp", "1531420618", "X-Slack-Signature", SL_SIG, NULL },
+        SL_BODY, SL_SECRET, SL_T), WH_OK);
+    assert_int_equal(delivery(WH_SLACK, (const char *const[]){
+        "X-Slack-Request-Timestamp", "1531420618", "X-Slack-Signature", SL_SIG, NULL },
+        SL_BODY, SL_SECRET, SL_T + 3600), WH_STALE);
+    assert_int_equal(delivery(WH_STANDARD, (const char *const[]){
+        "Webhook-Id", SW_ID, "Webhook-Timestamp", "1614265330", "Webhook-Signature", SW_SIG, NULL },
+        SW_BODY, SW_SECRET, SW_T), WH_OK);
+    assert_int_equal(delivery(WH_CLICKUP, (const char *const[]){ "x-signature",
+        "6e77342a066f1706e5258ee766ad3bd892dd6865debcd57fc365b4afa86e1485", NULL },
+        "{\"webhook_id\":\"7689a169-a000-4985-8676-6902b96d6627\",\"event\":\"taskCreated\",\"task_id\":\"c0j\"}",
+        "7x1PK3mISQG0jBqeNYuhWn8alZdRtf5E", 0), WH_OK);
+    assert_int_equal(delivery(WH_NOTION, (const char *const[]){ "X-Notion-Signature",
+        "sha256=402f907fdfce7122fa3eabc87668d02cc46d1571c0fd61329ab97e2247bd64c9", NULL },
+        "{\"id\":\"evt-1\",\"type\":\"page.created\",\"entity\":{\"id\":\"p1\",\"type\":\"page\"}}",
+        "secret_test_token", 0), WH_OK);
+    /* a header meant for another provider signs nothing here */
+    assert_int_equal(delivery(WH_NOTION, (const char *const[]){ "X-Signature",
+        "402f907fdfce7122fa3eabc87668d02cc46d1571c0fd61329ab97e2247bd64c9", NULL },
+        "{}", "secret_test_token", 0), WH_UNSIGNED);
+
+    /* the configurable scheme, from an endpoint's stored settings */
+    assert_true(wh_hmac_cfg_parse("sha512", "base64", NULL, &cfg));
+    hdrs = (const char *const[]){ "X-Sig",
+        "tCrwkFe6weLUFwjkipAuCbX/fxKrQopP6GZTxz3SSPuC+UilSfe3kaW0GRXuTR7Dk1NX5OIxclDQNyr6Lr7rOg==", NULL };
+    assert_int_equal(wh_verify_delivery(WH_HMAC, "x-sig", &cfg, header, NULL,
+                                        "The quick brown fox jumps over the lazy dog", 43,
+                                        ONE("key"), 0), WH_OK);
+    assert_int_equal(wh_verify_delivery(WH_HMAC, NULL, &cfg, header, NULL, "x", 1, ONE("key"), 0),
+                     WH_ERROR);
+    assert_true(wh_hmac_cfg_parse("sha256", "hex", "sha256=", &cfg));
+    assert_int_equal(cfg.algo, WH_SHA256);
+    assert_int_equal(cfg.enc, WH_HEX);
+    assert_string_equal(cfg.prefix, "sha256=");
+    assert_false(wh_hmac_cfg_parse("sha1", "hex", NULL, &cfg));
+    assert_false(wh_hmac_cfg_parse("md5", "hex", NULL, &cfg));
+    assert_false(wh_hmac_cfg_parse("sha256", "base32", NULL, &cfg));
+    assert_false(wh_hmac_cfg_parse("SHA256", "hex", NULL, &cfg));
+    assert_false(wh_hmac_cfg_parse("sha256", "hex", "a b", &cfg));
+    assert_false(wh_hmac_cfg_parse("sha256", "hex", "x\n", &cfg));
+    assert_false(wh_hmac_cfg_parse("sha256", "hex", "0123456789abcdef0123456789abcdefX", &cfg));
+    assert_true(wh_hmac_cfg_parse("sha256", "hex", "0123456789abcdef0123456789abcdef", &cfg));
+
+    assert_int_equal(wh_provider_from_name("stripe"), WH_STRIPE);
+    assert_int_equal(wh_provider_from_name("hmac"), WH_HMAC);
+    assert_int_equal(wh_provider_from_name("Stripe"), -1);
+    assert_int_equal(wh_provider_from_name(""), -1);
+    assert_int_equal(wh_provider_from_name(NULL), -1);
+    for (int i = 0; i < WH_PROVIDER_COUNT; i++)
+        assert_int_equal(wh_provider_from_name(wh_provider_name((wh_provider_t)i)), i);
+    assert_null(wh_provider_name(WH_PROVIDER_COUNT));
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -275,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_hmac_variants),
         cmocka_unit_test(test_slack),
         cmocka_unit_test(test_standard),
+        cmocka_unit_test(test_delivery),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
