@@ -590,9 +590,9 @@ plx_status_t ai_quota_reserve(const char *user_id, const char *team_id,
     *out = NULL;
     if (why && whylen)
         why[0] = '\0';
-    if (user_id && !ai_uuid_valid(user_id))
+    if (user_id && !plx_uuid_valid(user_id))
         user_id = NULL;
-    if (team_id && !ai_uuid_valid(team_id))
+    if (team_id && !plx_uuid_valid(team_id))
         team_id = NULL;
     if (!user_id && !team_id)
         return PLX_OK;
@@ -830,7 +830,7 @@ static const char usage_sql[] =
 
 static const char *uuid_or_null(const char *s)
 {
-    return ai_uuid_valid(s) ? s : NULL;
+    return plx_uuid_valid(s) ? s : NULL;
 }
 
 plx_status_t ai_usage_record(const ai_usage_row_t *u)

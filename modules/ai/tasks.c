@@ -471,7 +471,7 @@ static plx_status_t team_field(plx_request_t *r, json_t *body, const char **out,
         *answered = false;
         return PLX_OK;
     }
-    if (!json_is_string(v) || !ai_uuid_valid(json_string_value(v)))
+    if (!json_is_string(v) || !plx_uuid_valid(json_string_value(v)))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"team_id\" must be the UUID of one of your teams");
     if ((st = plx_team_role(r, json_string_value(v), &role)) != PLX_OK) {
@@ -596,7 +596,7 @@ static plx_status_t generate(plx_request_t *r, void *arg)
     if (!body)
         return PLX_OK;
     tpl_id = json_string_value(json_object_get(body, "template_id"));
-    if (!tpl_id || !ai_uuid_valid(tpl_id))
+    if (!tpl_id || !plx_uuid_valid(tpl_id))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"template_id\" must be the UUID of a template");
     given = json_object_get(body, "variables");

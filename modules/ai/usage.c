@@ -195,11 +195,11 @@ static bool usage_subject(plx_request_t *r, usage_who_t *w, plx_status_t *st)
         bad_query(r, "scope", "must be one of me, all");
         return false;
     }
-    if (user && !ai_uuid_valid(user)) {
+    if (user && !plx_uuid_valid(user)) {
         bad_query(r, "user_id", "must be a UUID");
         return false;
     }
-    if (team && !ai_uuid_valid(team)) {
+    if (team && !plx_uuid_valid(team)) {
         bad_query(r, "team_id", "must be a UUID");
         return false;
     }
@@ -266,7 +266,7 @@ static plx_status_t my_quotas(plx_request_t *r, void *arg)
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!ai_uuid_valid(me))
+    if (!plx_uuid_valid(me))
         return PLX_ERR_AUTH;
     const char *params[] = { me };
     if ((st = plx_db_query(r, my_quotas_sql, 1, params, &res)) != PLX_OK)
