@@ -788,39 +788,38 @@ static plx_status_t quota_list(plx_request_t *r, void *arg)
 
 /* ==== registration ======================================================== */
 
-typedef struct admin_route {
-    const char    *method;
-    const char    *pattern;
-    plx_handler_fn fn;
-    const char    *summary;
-} admin_route_t;
+#define ADMIN_ROUTE(method, pattern, fn, summary) \
+    { method, pattern, fn, PLX_AUTH_ADMIN, NULL, NULL, summary, "ai" }
 
-static const admin_route_t admin_routes[] = {
-    { "GET", "/api/v1/admin/ai/models", model_list, "List AI models" },
-    { "POST", "/api/v1/admin/ai/models", model_create, "Create an AI model" },
-    { "GET", "/api/v1/admin/ai/models/{id}", model_read, "Read an AI model" },
-    { "PATCH", "/api/v1/admin/ai/models/{id}", model_update, "Change an AI model" },
-    { "DELETE", "/api/v1/admin/ai/models/{id}", model_delete, "Delete an AI model" },
-    { "GET", "/api/v1/admin/ai/quotas", quota_list,
-      "List AI quotas with their current use" },
-    { "POST", "/api/v1/admin/ai/quotas", quota_create, "Create an AI quota" },
-    { "GET", "/api/v1/admin/ai/quotas/{id}", quota_read, "Read an AI quota" },
-    { "PATCH", "/api/v1/admin/ai/quotas/{id}", quota_update, "Change an AI quota" },
-    { "DELETE", "/api/v1/admin/ai/quotas/{id}", quota_delete, "Delete an AI quota" },
-    { NULL }
+static const plx_route_def_t admin_routes[] = {
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/models", model_list,
+                "List AI models"),
+    ADMIN_ROUTE("POST", "/api/v1/admin/ai/models", model_create,
+                "Create an AI model"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/models/{id}", model_read,
+                "Read an AI model"),
+    ADMIN_ROUTE("PATCH", "/api/v1/admin/ai/models/{id}", model_update,
+                "Change an AI model"),
+    ADMIN_ROUTE("DELETE", "/api/v1/admin/ai/models/{id}", model_delete,
+                "Delete an AI model"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/quotas", quota_list,
+                "List AI quotas with their current use"),
+    ADMIN_ROUTE("POST", "/api/v1/admin/ai/quotas", quota_create,
+                "Create an AI quota"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/quotas/{id}", quota_read,
+                "Read an AI quota"),
+    ADMIN_ROUTE("PATCH", "/api/v1/admin/ai/quotas/{id}", quota_update,
+                "Change an AI quota"),
+    ADMIN_ROUTE("DELETE", "/api/v1/admin/ai/quotas/{id}", quota_delete,
+                "Delete an AI quota"),
 };
+#undef ADMIN_ROUTE
 
 bool ai_admin_routes(plx_module_t *m)
 {
-    for (const admin_route_t *rt = admin_routes; rt->method; rt++) {
-        if (plx_route_add(m, rt->method, rt->pattern, rt->fn, m,
-                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN,
-                                         .summary = rt->summary,
-                                         .tag = "ai")) != PLX_OK) {
-            plx_log(m, PLX_LOG_ERROR, "cannot add route %s %s", rt->method,
-                    rt->pattern);
-            return false;
-        }
+    if (plx_routes_add(m, admin_routes, m) != PLX_OK) {
+        plx_log(m, PLX_LOG_ERROR, "cannot add the admin routes");
+        return false;
     }
     return true;
 }

@@ -438,12 +438,13 @@ static plx_status_t chat_post(plx_request_t *r, void *arg)
     return st;
 }
 
+static const plx_route_def_t chat_routes[] = {
+    { "POST", "/api/v1/ai/chat", chat_post, PLX_AUTH_SCOPE, "ai", "ai",
+      "chat with a model, whole or streamed (SSE)", "ai" },
+};
+
 bool ai_chat_routes(plx_module_t *m)
 {
-    return plx_route_add(m, "POST", "/api/v1/ai/chat", chat_post, NULL,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .rate_class = "ai", .tag = "ai",
-                                        .summary = "chat with a model, whole "
-                                                   "or streamed (SSE)")) == PLX_OK
+    return plx_routes_add(m, chat_routes, NULL) == PLX_OK
            && ai_conversation_routes(m);
 }

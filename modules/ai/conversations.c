@@ -623,31 +623,28 @@ plx_status_t ai_conversation_chat(plx_request_t *r, json_t *body,
 
 /* ---- registration ---------------------------------------------------------------- */
 
+#define CONV_ROUTE(method, pattern, fn, rate, summary) \
+    { method, pattern, fn, PLX_AUTH_SCOPE, "ai", rate, summary, "ai" }
+
+static const plx_route_def_t conv_routes[] = {
+    CONV_ROUTE("POST", "/api/v1/conversations", conv_create, NULL,
+               "start a conversation"),
+    CONV_ROUTE("GET", "/api/v1/conversations", conv_list, NULL,
+               "my conversations, recent first"),
+    CONV_ROUTE("GET", "/api/v1/conversations/{id}", conv_read, NULL,
+               "a conversation"),
+    CONV_ROUTE("PATCH", "/api/v1/conversations/{id}", conv_rename, NULL,
+               "rename a conversation"),
+    CONV_ROUTE("DELETE", "/api/v1/conversations/{id}", conv_delete, NULL,
+               "delete a conversation"),
+    CONV_ROUTE("GET", "/api/v1/conversations/{id}/messages", conv_messages, NULL,
+               "a conversation's messages, oldest first"),
+    CONV_ROUTE("POST", "/api/v1/conversations/{id}/messages", conv_send, "ai",
+               "send a message and get the reply, whole or streamed (SSE)"),
+};
+#undef CONV_ROUTE
+
 bool ai_conversation_routes(plx_module_t *m)
 {
-    static const struct {
-        const char *method, *pattern;
-        plx_handler_fn fn;
-        const char *rate, *summary;
-    } routes[] = {
-        { "POST", "/api/v1/conversations", conv_create, NULL, "start a conversation" },
-        { "GET", "/api/v1/conversations", conv_list, NULL, "my conversations, recent first" },
-        { "GET", "/api/v1/conversations/{id}", conv_read, NULL, "a conversation" },
-        { "PATCH", "/api/v1/conversations/{id}", conv_rename, NULL, "rename a conversation" },
-        { "DELETE", "/api/v1/conversations/{id}", conv_delete, NULL, "delete a conversation" },
-        { "GET", "/api/v1/conversations/{id}/messages", conv_messages, NULL,
-          "a conversation's messages, oldest first" },
-        { "POST", "/api/v1/conversations/{id}/messages", conv_send, "ai",
-          "send a message and get the reply, whole or streamed (SSE)" },
-    };
-
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (plx_route_add(m, routes[i].method, routes[i].pattern, routes[i].fn, NULL,
-                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                         .rate_class = routes[i].rate,
-                                         .summary = routes[i].summary,
-                                         .tag = "ai")) != PLX_OK)
-            return false;
-    }
-    return true;
+    return plx_routes_add(m, conv_routes, NULL) == PLX_OK;
 }

@@ -826,15 +826,22 @@ static plx_status_t translate(plx_request_t *r, void *arg)
 
 /* ---- registration ----------------------------------------------------------------- */
 
+/* each calls a model: rate class "ai" */
+#define TASK_ROUTE(pattern, fn, summary) \
+    { "POST", pattern, fn, PLX_AUTH_SCOPE, "ai", "ai", summary, "ai" }
+
+static const plx_route_def_t task_routes[] = {
+    TASK_ROUTE("/api/v1/ai/generate", generate,
+               "Generate from a team template with variables; with an "
+               "output schema the reply is validated JSON"),
+    TASK_ROUTE("/api/v1/ai/analyze", analyze,
+               "Summary, sentiment, keywords and entities of a text"),
+    TASK_ROUTE("/api/v1/ai/translate", translate,
+               "Translate a text; the source language is detected when not given"),
+};
+#undef TASK_ROUTE
+
 bool ai_task_routes(plx_module_t *m)
 {
-    return ai_template_routes(m)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/generate", generate,
-                             "Generate from a team template with variables; with an "
-                             "output schema the reply is validated JSON", true)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/analyze", analyze,
-                             "Summary, sentiment, keywords and entities of a text", true)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/translate", translate,
-                             "Translate a text; the source language is detected "
-                             "when not given", true);
+    return ai_template_routes(m) && plx_routes_add(m, task_routes, m) == PLX_OK;
 }

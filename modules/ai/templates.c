@@ -256,15 +256,6 @@ bool ai_task_model_name_valid(const char *s)
     return true;
 }
 
-bool ai_task_route_add(plx_module_t *m, const char *method, const char *pattern,
-                       plx_handler_fn fn, const char *summary, bool calls_model)
-{
-    return plx_route_add(m, method, pattern, fn, m,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .rate_class = calls_model ? "ai" : NULL,
-                                        .summary = summary, .tag = "ai")) == PLX_OK;
-}
-
 /* ---- SQL ------------------------------------------------------------------------ */
 
 /* a template as one JSON text, column "row" */
@@ -792,16 +783,24 @@ static plx_status_t tpl_delete(plx_request_t *r, void *arg)
 
 /* ---- registration ----------------------------------------------------------------- */
 
+#define TPL_ROUTE(method, pattern, fn, summary) \
+    { method, pattern, fn, PLX_AUTH_SCOPE, "ai", NULL, summary, "ai" }
+
+static const plx_route_def_t tpl_routes[] = {
+    TPL_ROUTE("GET", "/api/v1/ai/templates", tpl_list,
+              "List the templates of a team (?team_id=, limit, cursor)"),
+    TPL_ROUTE("POST", "/api/v1/ai/templates", tpl_create,
+              "Create a template in a team you administer"),
+    TPL_ROUTE("GET", "/api/v1/ai/templates/{id}", tpl_read,
+              "Read a template of one of your teams"),
+    TPL_ROUTE("PATCH", "/api/v1/ai/templates/{id}", tpl_update,
+              "Change a template (team admins and owners)"),
+    TPL_ROUTE("DELETE", "/api/v1/ai/templates/{id}", tpl_delete,
+              "Delete a template (team admins and owners)"),
+};
+#undef TPL_ROUTE
+
 bool ai_template_routes(plx_module_t *m)
 {
-    return ai_task_route_add(m, "GET", "/api/v1/ai/templates", tpl_list,
-                             "List the templates of a team (?team_id=, limit, cursor)", false)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/templates", tpl_create,
-                             "Create a template in a team you administer", false)
-        && ai_task_route_add(m, "GET", "/api/v1/ai/templates/{id}", tpl_read,
-                             "Read a template of one of your teams", false)
-        && ai_task_route_add(m, "PATCH", "/api/v1/ai/templates/{id}", tpl_update,
-                             "Change a template (team admins and owners)", false)
-        && ai_task_route_add(m, "DELETE", "/api/v1/ai/templates/{id}", tpl_delete,
-                             "Delete a template (team admins and owners)", false);
+    return plx_routes_add(m, tpl_routes, m) == PLX_OK;
 }

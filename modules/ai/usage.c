@@ -277,16 +277,16 @@ static plx_status_t my_quotas(plx_request_t *r, void *arg)
     return plx_reply(r, 200, "application/json", json, strlen(json), PLX_MEM_COPY);
 }
 
+static const plx_route_def_t usage_routes[] = {
+    { "GET", "/api/v1/ai/usage", usage_report, PLX_AUTH_SCOPE, "ai", NULL,
+      "AI usage by day and model", "ai" },
+    { "GET", "/api/v1/ai/quota", my_quotas, PLX_AUTH_SCOPE, "ai", NULL,
+      "My AI quotas and what is left", "ai" },
+};
+
 bool ai_usage_routes(plx_module_t *m)
 {
-    if (plx_route_add(m, "GET", "/api/v1/ai/usage", usage_report, m,
-                      PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                     .summary = "AI usage by day and model",
-                                     .tag = "ai")) != PLX_OK
-        || plx_route_add(m, "GET", "/api/v1/ai/quota", my_quotas, m,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .summary = "My AI quotas and what is left",
-                                        .tag = "ai")) != PLX_OK) {
+    if (plx_routes_add(m, usage_routes, m) != PLX_OK) {
         plx_log(m, PLX_LOG_ERROR, "cannot add the usage routes");
         return false;
     }
