@@ -182,19 +182,11 @@ static plx_status_t reply_page(plx_request_t *r, const plx_db_res_t *res,
 
 /* ---- fields ------------------------------------------------------------------- */
 
-static long chars(const char *s)
-{
-    long n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static bool text_field(plx_request_t *r, json_t *body, const char *name,
                        long max, bool required, const char **out)
 {
     json_t *v = json_object_get(body, name);
+    long n;
 
     *out = NULL;
     if (!v || json_is_null(v)) {
@@ -202,7 +194,9 @@ static bool text_field(plx_request_t *r, json_t *body, const char *name,
             plx_reply_problem(r, 400, "missing_field", "field \"%s\" is required", name);
         return !required;
     }
-    if (!json_is_string(v) || chars(json_string_value(v)) > max) {
+    if (!json_is_string(v)
+        || (n = plx_utf8_chars(json_string_value(v), json_string_length(v))) < 0
+        || n > max) {
         plx_reply_problem(r, 400, "invalid_field", "field \"%s\" must be a string "
                           "of at most %ld characters", name, max);
         return false;
