@@ -98,7 +98,7 @@ static const char *path_id(plx_request_t *r, const char *what)
 {
     const char *id = plx_request_param(r, "id");
 
-    if (ai_uuid_valid(id))
+    if (plx_uuid_valid(id))
         return id;
     plx_reply_problem(r, 404, "not_found", "no such %s", what);
     return NULL;
@@ -192,8 +192,8 @@ static bool token_valid(const char *s, size_t min, size_t max)
     " 'fallbacks', to_json(m.fallbacks), 'enabled', m.enabled,"              \
     " 'provider_configured', m.provider IN"                                  \
     "   (SELECT jsonb_array_elements_text(" prov "::jsonb)),"                \
-    " 'created_at', " AI_SQL_TIME("m.created_at") ","                        \
-    " 'updated_at', " AI_SQL_TIME("m.updated_at") ")::text"
+    " 'created_at', " PLX_SQL_RFC3339("m.created_at") ","                        \
+    " 'updated_at', " PLX_SQL_RFC3339("m.updated_at") ")::text"
 
 /* a JSON array of model names ($n::jsonb) as text[], in order */
 #define NAMES_ARRAY(p)                                                       \
@@ -546,8 +546,9 @@ static const char quota_delete_sql[] =
     "DELETE FROM ai.quotas WHERE id = $1::uuid"
     " RETURNING subject_type, subject_id::text, period";
 
-/* $1 subject type, $2 subject, $3 period (each NULL: any), $4 the cursor
- * (the last id of the previous page) or NULL, $5 the page size */
+/* $1 subject type, $2 subject, $3 period (each NULL: any), $4 the
+ * cursor's id (the last id of the previous page) or NULL, $5 the page
+ * size: {"items": [...]} and the id the next page starts after, if any */
 static const char quota_list_sql[] =
     "WITH page AS (SELECT * FROM ai.quotas q"
     "  WHERE ($1::text IS NULL OR q.subject_type = $1::text)"
@@ -558,8 +559,8 @@ static const char quota_list_sql[] =
     " shown AS (SELECT * FROM page ORDER BY id LIMIT $5::int)"
     " SELECT json_build_object('items', COALESCE((SELECT json_agg("
     AI_SQL_QUOTA_JSON " ORDER BY q.id) FROM shown q" AI_SQL_QUOTA_COUNTER "),"
-    " '[]'::json), 'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $5::int"
-    " THEN (SELECT id::text FROM shown ORDER BY id DESC LIMIT 1) END)::text";
+    " '[]'::json))::text, CASE WHEN (SELECT count(*) FROM page) > $5::int"
+    " THEN (SELECT id::text FROM shown ORDER BY id DESC LIMIT 1) END AS next_id";
 
 typedef struct quota_in {
     const char *v[Q_NFIELDS];
@@ -585,7 +586,7 @@ static const char *quota_value(int i, json_t *v, quota_in_t *in)
             return "must be one of user, team";
         break;
     case Q_SUBJECT:
-        if (!ai_uuid_valid(s))
+        if (!plx_uuid_valid(s))
             return "must be the UUID of a user or team";
         break;
     case Q_PERIOD:
@@ -738,7 +739,7 @@ static bool query_param(plx_request_t *r, const char *name,
     *out = NULL;
     if (!v)
         return true;
-    if (values ? field_index(values, v) >= 0 : ai_uuid_valid(v)) {
+    if (values ? field_index(values, v) >= 0 : plx_uuid_valid(v)) {
         *out = v;
         return true;
     }
@@ -755,66 +756,70 @@ static plx_status_t quota_list(plx_request_t *r, void *arg)
 {
     static const char *const types[] = { "user", "team", NULL };
     static const char *const periods[] = { "day", "month", NULL };
-    const char *type, *subject, *period, *cursor, *lim = plx_request_query(r, "limit");
+    const char *type, *subject, *period, *next_id, *cursor = NULL;
+    plx_page_t page = { .size = sizeof page };
     char limit[12];
     plx_db_res_t *res;
     plx_status_t st;
-    long n = QUOTA_LIST_DEFAULT;
+    json_t *body;
 
     if (!query_param(r, "subject_type", types, &type)
         || !query_param(r, "subject_id", NULL, &subject)
-        || !query_param(r, "period", periods, &period)
-        || !query_param(r, "cursor", NULL, &cursor))
+        || !query_param(r, "period", periods, &period))
         return PLX_OK;
-    if (lim) {
-        char *end;
-        n = strtol(lim, &end, 10);
-        if (*lim < '0' || *lim > '9' || *end || n < 1 || n > QUOTA_LIST_MAX)
-            return plx_reply_problem(r, 400, "invalid_query", "query parameter"
-                                     " \"limit\" must be 1 to %d", QUOTA_LIST_MAX);
-    }
-    snprintf(limit, sizeof limit, "%ld", n);
-    const char *params[] = { type, subject, period, cursor, limit };
+    if ((st = plx_page_read(r, "quotas", PLX_KEY_NONE, QUOTA_LIST_DEFAULT,
+                            QUOTA_LIST_MAX, &page)) != PLX_OK)
+        return st;
+    snprintf(limit, sizeof limit, "%d", page.limit);
+    const char *params[] = { type, subject, period, page.id, limit };
     if ((st = plx_db_query(r, quota_list_sql, 5, params, &res)) != PLX_OK)
         return st;
-    return reply_text(r, 200, plx_db_value(res, 0, 0));
+    next_id = plx_db_value(res, 0, 1);
+    if (next_id && !(cursor = plx_page_cursor(r, "quotas", PLX_KEY_NONE, NULL, next_id)))
+        return PLX_ERR_NOMEM;
+    if (!(body = json_loads(plx_db_value(res, 0, 0), 0, NULL))
+        || json_object_set_new(body, "next_cursor",
+                               cursor ? json_string(cursor) : json_null()) != 0) {
+        json_decref(body);
+        return PLX_ERR_NOMEM;
+    }
+    return plx_reply_json(r, 200, body);
 }
 
 /* ==== registration ======================================================== */
 
-typedef struct admin_route {
-    const char    *method;
-    const char    *pattern;
-    plx_handler_fn fn;
-    const char    *summary;
-} admin_route_t;
+#define ADMIN_ROUTE(method, pattern, fn, summary) \
+    { method, pattern, fn, PLX_AUTH_ADMIN, NULL, NULL, summary, "ai" }
 
-static const admin_route_t admin_routes[] = {
-    { "GET", "/api/v1/admin/ai/models", model_list, "List AI models" },
-    { "POST", "/api/v1/admin/ai/models", model_create, "Create an AI model" },
-    { "GET", "/api/v1/admin/ai/models/{id}", model_read, "Read an AI model" },
-    { "PATCH", "/api/v1/admin/ai/models/{id}", model_update, "Change an AI model" },
-    { "DELETE", "/api/v1/admin/ai/models/{id}", model_delete, "Delete an AI model" },
-    { "GET", "/api/v1/admin/ai/quotas", quota_list,
-      "List AI quotas with their current use" },
-    { "POST", "/api/v1/admin/ai/quotas", quota_create, "Create an AI quota" },
-    { "GET", "/api/v1/admin/ai/quotas/{id}", quota_read, "Read an AI quota" },
-    { "PATCH", "/api/v1/admin/ai/quotas/{id}", quota_update, "Change an AI quota" },
-    { "DELETE", "/api/v1/admin/ai/quotas/{id}", quota_delete, "Delete an AI quota" },
-    { NULL }
+static const plx_route_def_t admin_routes[] = {
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/models", model_list,
+                "List AI models"),
+    ADMIN_ROUTE("POST", "/api/v1/admin/ai/models", model_create,
+                "Create an AI model"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/models/{id}", model_read,
+                "Read an AI model"),
+    ADMIN_ROUTE("PATCH", "/api/v1/admin/ai/models/{id}", model_update,
+                "Change an AI model"),
+    ADMIN_ROUTE("DELETE", "/api/v1/admin/ai/models/{id}", model_delete,
+                "Delete an AI model"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/quotas", quota_list,
+                "List AI quotas with their current use"),
+    ADMIN_ROUTE("POST", "/api/v1/admin/ai/quotas", quota_create,
+                "Create an AI quota"),
+    ADMIN_ROUTE("GET", "/api/v1/admin/ai/quotas/{id}", quota_read,
+                "Read an AI quota"),
+    ADMIN_ROUTE("PATCH", "/api/v1/admin/ai/quotas/{id}", quota_update,
+                "Change an AI quota"),
+    ADMIN_ROUTE("DELETE", "/api/v1/admin/ai/quotas/{id}", quota_delete,
+                "Delete an AI quota"),
 };
+#undef ADMIN_ROUTE
 
 bool ai_admin_routes(plx_module_t *m)
 {
-    for (const admin_route_t *rt = admin_routes; rt->method; rt++) {
-        if (plx_route_add(m, rt->method, rt->pattern, rt->fn, m,
-                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_ADMIN,
-                                         .summary = rt->summary,
-                                         .tag = "ai")) != PLX_OK) {
-            plx_log(m, PLX_LOG_ERROR, "cannot add route %s %s", rt->method,
-                    rt->pattern);
-            return false;
-        }
+    if (plx_routes_add(m, admin_routes, m) != PLX_OK) {
+        plx_log(m, PLX_LOG_ERROR, "cannot add the admin routes");
+        return false;
     }
     return true;
 }

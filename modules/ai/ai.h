@@ -302,18 +302,6 @@ extern const char ai_not_configured_detail[];
 plx_status_t ai_reply_outcome(plx_request_t *r, const ai_outcome_t *o);
 
 /* ------------------------------------------------------------------------
- * Small helpers every layer uses (chat_util.c; no core calls)
- */
-/* s is a UUID in its 8-4-4-4-12 hex form */
-bool ai_uuid_valid(const char *s);
-/* base64url without padding (RFC 4648, section 5). encode: false when out
- * is too small. decode: the decoded length, or -1 when in is not base64url
- * (or has non-zero leftover bits) or does not fit. */
-bool ai_b64url_encode(const unsigned char *in, size_t len, char *out,
-                      size_t outlen);
-long ai_b64url_decode(const char *in, unsigned char *out, size_t outlen);
-
-/* ------------------------------------------------------------------------
  * Registration, one per file of routes; each returns false on failure.
  */
 bool ai_gateway_init(plx_module_t *m);       /* hooks, services */

@@ -254,7 +254,7 @@ bool chat_team_allowed(plx_request_t *r, const char *team_id, plx_status_t *st)
     plx_role_t role = PLX_ROLE_NONE;
 
     *st = PLX_OK;
-    if (!ai_uuid_valid(team_id)) {
+    if (!plx_uuid_valid(team_id)) {
         plx_reply_problem(r, 404, "not_found", "no such team");
         return false;
     }
@@ -403,7 +403,7 @@ static plx_status_t chat_call(plx_request_t *r, json_t *body, json_t *messages)
         return PLX_OK;
     if (team && !chat_team_allowed(r, team, &st))
         return st;
-    if (!ai_uuid_new(cr.id))
+    if (plx_uuid_new(4, cr.id) != PLX_OK)
         return PLX_ERR_INTERNAL;
     c.model = cr.model = model ? model : ai_cfg.default_model;
     c.team_id = team;
@@ -438,12 +438,13 @@ static plx_status_t chat_post(plx_request_t *r, void *arg)
     return st;
 }
 
+static const plx_route_def_t chat_routes[] = {
+    { "POST", "/api/v1/ai/chat", chat_post, PLX_AUTH_SCOPE, "ai", "ai",
+      "chat with a model, whole or streamed (SSE)", "ai" },
+};
+
 bool ai_chat_routes(plx_module_t *m)
 {
-    return plx_route_add(m, "POST", "/api/v1/ai/chat", chat_post, NULL,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .rate_class = "ai", .tag = "ai",
-                                        .summary = "chat with a model, whole "
-                                                   "or streamed (SSE)")) == PLX_OK
+    return plx_routes_add(m, chat_routes, NULL) == PLX_OK
            && ai_conversation_routes(m);
 }

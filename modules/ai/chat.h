@@ -5,9 +5,9 @@
  * Two parts. The pure helpers (chat_util.c) touch no request and no core
  * function, so tests/test_ai_chat_unit.c runs them without a server:
  * UTF-8 boundaries of streamed pieces, the retry backoff, the end of a
- * quota period, UUIDs, list cursors and the trimming of a history to a
- * context window. The reply helpers (chat.c) are the one way a reply
- * leaves the chat routes: whole as JSON, or as Plexus's event stream:
+ * quota period and the trimming of a history to a context window. The
+ * reply helpers (chat.c) are the one way a reply leaves the chat routes:
+ * whole as JSON, or as Plexus's event stream:
  *
  *   event: start   {"id": "...", "model": "..."}
  *   event: delta   {"content": "..."}              one per piece
@@ -31,8 +31,6 @@
 
 #define AI_LIMIT_DEFAULT 20
 #define AI_LIMIT_MAX     100
-#define AI_CURSOR_MAX    256      /* bytes of an encoded cursor */
-#define AI_CURSOR_KEY    32       /* bytes of a cursor's sort key */
 #define AI_PING_SECONDS  0.25     /* the least time between two probes of a
                                    * client while the provider is silent */
 
@@ -70,19 +68,6 @@ long ai_backoff_ms(int retry, long retry_after_ms, long base_ms, long max_ms);
 /* Seconds from now to the end of the current UTC day or calendar month
  * (at least 1). */
 long ai_seconds_to_period_end(time_t now, bool month);
-
-/* A random (version 4) UUID, lower case, into out. false when the system
- * has no randomness to give. */
-bool ai_uuid_new(char out[37]);
-
-/* A cursor is base64url (no padding) of "<tag>|<key>|<id>": tag names the
- * list and its order, key is the last row's sort key (microseconds since
- * the epoch), id its UUID. encode: false when it does not fit. decode:
- * false unless cursor carries tag, a decimal key and a UUID. */
-bool ai_cursor_encode(const char *tag, const char *key, const char *id,
-                      char *out, size_t outlen);
-bool ai_cursor_decode(const char *cursor, const char *tag,
-                      char key[AI_CURSOR_KEY], char id[37]);
 
 /* Drop the oldest turns of a conversation's messages (an array of
  * {role, content}; system messages first) until estimate(messages) <=

@@ -3,19 +3,16 @@
  *
  * Nothing here calls the core or does I/O beyond reading randomness, so
  * tests/test_ai_chat_unit.c links this file alone: UTF-8 boundaries of
- * streamed pieces, retry backoff, quota periods, UUIDs, cursors and the
- * trimming of a history to a context window.
+ * streamed pieces, retry backoff, quota periods and the trimming of a
+ * history to a context window.
  */
 #include "config.h"
 
 #include "chat.h"
 #include "oai.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 
@@ -170,146 +167,6 @@ long ai_seconds_to_period_end(time_t now, bool month)
     }
     end = timegm(&tm);
     return end > now ? (long)(end - now) : 1;
-}
-
-/* ---- UUIDs ---------------------------------------------------------------- */
-
-bool ai_uuid_new(char out[37])
-{
-    unsigned char b[16];
-    size_t got = 0;
-
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        got += (size_t)n;
-    }
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);   /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);   /* RFC 4122 variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
-             b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-    return true;
-}
-
-bool ai_uuid_valid(const char *s)
-{
-    static const char hexdigits[] = "0123456789abcdefABCDEF";
-
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr(hexdigits, s[i]))
-            return false;
-    }
-    return true;
-}
-
-/* ---- cursors: base64url without padding (RFC 4648, section 5) ------------- */
-
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-bool ai_b64url_encode(const unsigned char *in, size_t len, char *out,
-                      size_t outlen)
-{
-    size_t o = 0;
-
-    if (outlen < (len * 4 + 2) / 3 + 1)
-        return false;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        size_t n = len - i < 3 ? len - i : 3;
-        if (n > 1)
-            v |= (unsigned)in[i + 1] << 8;
-        if (n > 2)
-            v |= in[i + 2];
-        for (size_t k = 0; k <= n; k++)
-            out[o++] = b64url[(v >> (18 - 6 * k)) & 63];
-    }
-    out[o] = '\0';
-    return true;
-}
-
-long ai_b64url_decode(const char *in, unsigned char *out, size_t outlen)
-{
-    size_t len = strlen(in), o = 0;
-    unsigned v = 0;
-    int bits = 0;
-
-    if (len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = in[i] ? strchr(b64url, in[i]) : NULL;
-        if (!p)
-            return -1;
-        v = (v << 6) | (unsigned)(p - b64url);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= outlen)
-                return -1;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-        v &= (1u << bits) - 1;
-    }
-    return v == 0 ? (long)o : -1;   /* leftover bits must be zero */
-}
-
-bool ai_cursor_encode(const char *tag, const char *key, const char *id,
-                      char *out, size_t outlen)
-{
-    char raw[AI_CURSOR_MAX];
-    int n = snprintf(raw, sizeof raw, "%s|%s|%s", tag, key, id);
-
-    if (n < 0 || (size_t)n >= sizeof raw)
-        return false;
-    return ai_b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
-}
-
-/* a decimal sort key of at most 18 digits, maybe negative: any
- * microsecond PostgreSQL can hold fits in a bigint */
-static bool key_valid(const char *key)
-{
-    size_t n = strlen(key), i = key[0] == '-';
-
-    if (n == i || n - i > 18)
-        return false;
-    for (; i < n; i++)
-        if (key[i] < '0' || key[i] > '9')
-            return false;
-    return true;
-}
-
-bool ai_cursor_decode(const char *cursor, const char *tag,
-                      char key[AI_CURSOR_KEY], char id[37])
-{
-    unsigned char raw[AI_CURSOR_MAX];
-    size_t taglen = strlen(tag);
-    long n;
-    char *k, *bar;
-
-    if (!cursor || strlen(cursor) >= AI_CURSOR_MAX)
-        return false;
-    n = ai_b64url_decode(cursor, raw, sizeof raw - 1);
-    if (n < 0 || memchr(raw, '\0', (size_t)n))
-        return false;
-    raw[n] = '\0';
-    if (strncmp((char *)raw, tag, taglen) != 0 || raw[taglen] != '|')
-        return false;
-    k = (char *)raw + taglen + 1;
-    if (!(bar = strchr(k, '|')) || (size_t)(bar - k) >= AI_CURSOR_KEY)
-        return false;
-    *bar = '\0';
-    if (!key_valid(k) || !ai_uuid_valid(bar + 1))
-        return false;
-    memcpy(key, k, (size_t)(bar - k) + 1);
-    memcpy(id, bar + 1, 37);
-    return true;
 }
 
 /* ---- history --------------------------------------------------------------- */

@@ -36,15 +36,11 @@
 #define CONV_SYSTEM_MAX  100000
 #define CONV_HISTORY_MAX 1000       /* messages read back for a call */
 
-#define SQL_TIME(col) \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define SQL_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define SQL_FROM_US(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 
 #define CONV_COLS(p)                                                          \
     p ".id, " p ".team_id, " p ".title, " p ".model, " p ".system, "          \
-    SQL_TIME(p ".created_at") " AS created_at, "                              \
-    SQL_TIME(p ".updated_at") " AS updated_at"
+    PLX_SQL_RFC3339(p ".created_at") " AS created_at, "                              \
+    PLX_SQL_RFC3339(p ".updated_at") " AS updated_at"
 
 typedef struct col {
     const char *name;
@@ -70,10 +66,10 @@ static const char create_sql[] =
 
 /* $1 caller, $2 $3 the cursor's key and id or NULL, $4 limit + 1 */
 static const char list_sql[] =
-    "SELECT " CONV_COLS("c") ", " SQL_US("c.updated_at") " AS sort_key"
+    "SELECT " CONV_COLS("c") ", " PLX_SQL_TIME_KEY("c.updated_at") " AS sort_key"
     " FROM ai.conversations c WHERE c.user_id = $1::uuid"
-    " AND ($2::bigint IS NULL OR (c.updated_at, c.id) < (" SQL_FROM_US("$2")
-    ", $3::uuid)) ORDER BY c.updated_at DESC, c.id DESC LIMIT $4::int";
+    " AND ($2::text IS NULL OR (c.updated_at, c.id) < ($2::timestamptz,"
+    " $3::uuid)) ORDER BY c.updated_at DESC, c.id DESC LIMIT $4::int";
 
 /* $1 conversation, $2 caller */
 static const char read_sql[] =
@@ -92,10 +88,10 @@ static const char delete_sql[] =
 /* $1 conversation, $2 $3 the cursor or NULL, $4 limit + 1 */
 static const char messages_sql[] =
     "SELECT m.id, m.role, m.content, m.status, m.model, m.prompt_tokens,"
-    " m.completion_tokens, " SQL_TIME("m.created_at") " AS created_at, "
-    SQL_US("m.created_at") " AS sort_key FROM ai.messages m"
-    " WHERE m.conversation_id = $1::uuid AND ($2::bigint IS NULL"
-    " OR (m.created_at, m.id) > (" SQL_FROM_US("$2") ", $3::uuid))"
+    " m.completion_tokens, " PLX_SQL_RFC3339("m.created_at") " AS created_at, "
+    PLX_SQL_TIME_KEY("m.created_at") " AS sort_key FROM ai.messages m"
+    " WHERE m.conversation_id = $1::uuid AND ($2::text IS NULL"
+    " OR (m.created_at, m.id) > ($2::timestamptz, $3::uuid))"
     " ORDER BY m.created_at, m.id LIMIT $4::int";
 
 /* $1 conversation, $2 content: the user's turn (the conversation moves
@@ -142,49 +138,30 @@ static json_t *row_json(const plx_db_res_t *res, int row, const col_t *cols)
 }
 
 typedef struct page {
-    int         limit;
+    plx_page_t  pg;
     char        limit_plus_one[12];
-    const char *key, *id;           /* the cursor's, NULL on the first page */
-    char        keybuf[AI_CURSOR_KEY], idbuf[37];
 } page_t;
 
-static bool page_params(plx_request_t *r, const char *tag, page_t *p)
+/* limit and cursor of a list (the core's: 400 invalid_limit or
+ * invalid_cursor answered when they are bad) */
+static plx_status_t page_params(plx_request_t *r, const char *tag, page_t *p)
 {
-    const char *limit = plx_request_query(r, "limit");
-    const char *cursor = plx_request_query(r, "cursor");
-    char *end;
+    plx_status_t st;
 
-    p->limit = AI_LIMIT_DEFAULT;
-    p->key = p->id = NULL;
-    if (limit) {
-        long v = strtol(limit, &end, 10);
-        if (!*limit || *end || v < 1 || v > AI_LIMIT_MAX) {
-            plx_reply_problem(r, 400, "invalid_query", "query parameter \"limit\" "
-                              "must be an integer from 1 to %d", AI_LIMIT_MAX);
-            return false;
-        }
-        p->limit = (int)v;
-    }
-    if (cursor) {
-        if (!ai_cursor_decode(cursor, tag, p->keybuf, p->idbuf)) {
-            plx_reply_problem(r, 400, "invalid_cursor", "query parameter "
-                              "\"cursor\" is not a cursor of this list");
-            return false;
-        }
-        p->key = p->keybuf;
-        p->id = p->idbuf;
-    }
-    snprintf(p->limit_plus_one, sizeof p->limit_plus_one, "%d", p->limit + 1);
-    return true;
+    p->pg = (plx_page_t){ .size = sizeof p->pg };
+    st = plx_page_read(r, tag, PLX_KEY_TIME, AI_LIMIT_DEFAULT, AI_LIMIT_MAX, &p->pg);
+    if (st == PLX_OK)
+        snprintf(p->limit_plus_one, sizeof p->limit_plus_one, "%d", p->pg.limit + 1);
+    return st;
 }
 
 /* 200 {"items": [...], "next_cursor": ... | null} */
 static plx_status_t reply_page(plx_request_t *r, const plx_db_res_t *res,
                                const page_t *p, const char *tag, const col_t *cols)
 {
-    int rows = plx_db_rows(res), n = rows > p->limit ? p->limit : rows;
+    int rows = plx_db_rows(res), n = rows > p->pg.limit ? p->pg.limit : rows;
     json_t *items = json_array(), *next = json_null();
-    char cursor[AI_CURSOR_MAX];
+    const char *cursor;
 
     for (int i = 0; items && i < n; i++) {
         if (json_array_append_new(items, row_json(res, i, cols)) != 0) {
@@ -192,10 +169,10 @@ static plx_status_t reply_page(plx_request_t *r, const plx_db_res_t *res,
             items = NULL;
         }
     }
-    if (items && rows > p->limit
-        && ai_cursor_encode(tag, plx_db_value(res, n - 1, plx_db_col(res, "sort_key")),
-                            plx_db_value(res, n - 1, plx_db_col(res, "id")),
-                            cursor, sizeof cursor))
+    if (items && rows > p->pg.limit
+        && (cursor = plx_page_cursor(r, tag, PLX_KEY_TIME,
+                                     plx_db_value(res, n - 1, plx_db_col(res, "sort_key")),
+                                     plx_db_value(res, n - 1, plx_db_col(res, "id")))))
         next = json_string(cursor);
     if (!items)
         return PLX_ERR_NOMEM;
@@ -205,19 +182,11 @@ static plx_status_t reply_page(plx_request_t *r, const plx_db_res_t *res,
 
 /* ---- fields ------------------------------------------------------------------- */
 
-static long chars(const char *s)
-{
-    long n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static bool text_field(plx_request_t *r, json_t *body, const char *name,
                        long max, bool required, const char **out)
 {
     json_t *v = json_object_get(body, name);
+    long n;
 
     *out = NULL;
     if (!v || json_is_null(v)) {
@@ -225,7 +194,9 @@ static bool text_field(plx_request_t *r, json_t *body, const char *name,
             plx_reply_problem(r, 400, "missing_field", "field \"%s\" is required", name);
         return !required;
     }
-    if (!json_is_string(v) || chars(json_string_value(v)) > max) {
+    if (!json_is_string(v)
+        || (n = plx_utf8_chars(json_string_value(v), json_string_length(v))) < 0
+        || n > max) {
         plx_reply_problem(r, 400, "invalid_field", "field \"%s\" must be a string "
                           "of at most %ld characters", name, max);
         return false;
@@ -261,7 +232,7 @@ static const char *path_id(plx_request_t *r)
 {
     const char *id = plx_request_param(r, "id");
 
-    if (ai_uuid_valid(id))
+    if (plx_uuid_valid(id))
         return id;
     plx_reply_problem(r, 404, "not_found", "no such conversation");
     return NULL;
@@ -350,9 +321,9 @@ static plx_status_t conv_list(plx_request_t *r, void *arg)
     plx_status_t st;
     page_t p;
 
-    if (!page_params(r, "conversations", &p))
-        return PLX_OK;
-    const char *params[] = { plx_request_user_id(r), p.key, p.id, p.limit_plus_one };
+    if ((st = page_params(r, "conversations", &p)) != PLX_OK)
+        return st;
+    const char *params[] = { plx_request_user_id(r), p.pg.key, p.pg.id, p.limit_plus_one };
     if ((st = plx_db_query(r, list_sql, 4, params, &res)) != PLX_OK)
         return st;
     return reply_page(r, res, &p, "conversations", conv_cols);
@@ -429,9 +400,10 @@ static plx_status_t conv_messages(plx_request_t *r, void *arg)
     plx_status_t st = PLX_OK;
     page_t p;
 
-    if (!id || !conv_load(r, id, &res, &st) || !page_params(r, "messages", &p))
+    if (!id || !conv_load(r, id, &res, &st)
+        || (st = page_params(r, "messages", &p)) != PLX_OK)
         return st;
-    const char *params[] = { id, p.key, p.id, p.limit_plus_one };
+    const char *params[] = { id, p.pg.key, p.pg.id, p.limit_plus_one };
     if ((st = plx_db_query(r, messages_sql, 4, params, &res)) != PLX_OK)
         return st;
     return reply_page(r, res, &p, "messages", message_cols);
@@ -499,7 +471,7 @@ bool ai_conv_reply_store(const char *conv_id, const char *msg_id, plx_status_t s
     bool ok;
 
     n -= ai_utf8_incomplete_tail(o->res.text, n);
-    if ((st != PLX_OK && n == 0) || !ai_utf8_valid(o->res.text ? o->res.text : "", n))
+    if ((st != PLX_OK && n == 0) || !plx_utf8_valid(o->res.text ? o->res.text : "", n))
         return false;
     if (!(text = strndup(o->res.text ? o->res.text : "", n)))
         return false;
@@ -530,7 +502,7 @@ static plx_status_t turn_call(conv_turn_t *t, json_t *messages,
         .kind = "chat", .model = t->model->name, .params = *q, .stream = stream,
     };
 
-    if (!ai_uuid_new(msg_id))
+    if (plx_uuid_new(4, msg_id) != PLX_OK)
         return PLX_ERR_INTERNAL;
     memcpy(cr.id, msg_id, sizeof cr.id);
     c.params.messages = messages;
@@ -638,38 +610,35 @@ plx_status_t ai_conversation_chat(plx_request_t *r, json_t *body,
         return PLX_OK;
     if (!content)
         return plx_reply_problem(r, 400, "missing_field", "field \"message\" is required");
-    if (!ai_uuid_valid(conversation_id))
+    if (!plx_uuid_valid(conversation_id))
         return plx_reply_problem(r, 404, "not_found", "no such conversation");
     return turn(r, conversation_id, body, content);
 }
 
 /* ---- registration ---------------------------------------------------------------- */
 
+#define CONV_ROUTE(method, pattern, fn, rate, summary) \
+    { method, pattern, fn, PLX_AUTH_SCOPE, "ai", rate, summary, "ai" }
+
+static const plx_route_def_t conv_routes[] = {
+    CONV_ROUTE("POST", "/api/v1/conversations", conv_create, NULL,
+               "start a conversation"),
+    CONV_ROUTE("GET", "/api/v1/conversations", conv_list, NULL,
+               "my conversations, recent first"),
+    CONV_ROUTE("GET", "/api/v1/conversations/{id}", conv_read, NULL,
+               "a conversation"),
+    CONV_ROUTE("PATCH", "/api/v1/conversations/{id}", conv_rename, NULL,
+               "rename a conversation"),
+    CONV_ROUTE("DELETE", "/api/v1/conversations/{id}", conv_delete, NULL,
+               "delete a conversation"),
+    CONV_ROUTE("GET", "/api/v1/conversations/{id}/messages", conv_messages, NULL,
+               "a conversation's messages, oldest first"),
+    CONV_ROUTE("POST", "/api/v1/conversations/{id}/messages", conv_send, "ai",
+               "send a message and get the reply, whole or streamed (SSE)"),
+};
+#undef CONV_ROUTE
+
 bool ai_conversation_routes(plx_module_t *m)
 {
-    static const struct {
-        const char *method, *pattern;
-        plx_handler_fn fn;
-        const char *rate, *summary;
-    } routes[] = {
-        { "POST", "/api/v1/conversations", conv_create, NULL, "start a conversation" },
-        { "GET", "/api/v1/conversations", conv_list, NULL, "my conversations, recent first" },
-        { "GET", "/api/v1/conversations/{id}", conv_read, NULL, "a conversation" },
-        { "PATCH", "/api/v1/conversations/{id}", conv_rename, NULL, "rename a conversation" },
-        { "DELETE", "/api/v1/conversations/{id}", conv_delete, NULL, "delete a conversation" },
-        { "GET", "/api/v1/conversations/{id}/messages", conv_messages, NULL,
-          "a conversation's messages, oldest first" },
-        { "POST", "/api/v1/conversations/{id}/messages", conv_send, "ai",
-          "send a message and get the reply, whole or streamed (SSE)" },
-    };
-
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (plx_route_add(m, routes[i].method, routes[i].pattern, routes[i].fn, NULL,
-                          PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                         .rate_class = routes[i].rate,
-                                         .summary = routes[i].summary,
-                                         .tag = "ai")) != PLX_OK)
-            return false;
-    }
-    return true;
+    return plx_routes_add(m, conv_routes, NULL) == PLX_OK;
 }

@@ -1,7 +1,7 @@
 /*
  * oai.c - pure helpers of the OpenAI-compatible surface and the WebSocket:
- * UTF-8 pieces of streamed text, OpenAI chat messages to canonical ones,
- * ids, base64 of float vectors (see oai.h)
+ * UTF-8 pieces of streamed text, OpenAI chat messages to canonical ones
+ * and ids (see oai.h)
  */
 #include "config.h"
 
@@ -364,49 +364,4 @@ double ai_oai_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-char *ai_oai_floats_base64(const float *v, size_t n)
-{
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t bytes, o = 0;
-    unsigned char *raw;
-    char *out;
-
-    if (n > (SIZE_MAX / 4 - 4) / 2)
-        return NULL;
-    bytes = n * 4;
-    raw = malloc(bytes ? bytes : 1);
-    out = malloc((bytes + 2) / 3 * 4 + 1);
-    if (!raw || !out) {
-        free(raw);
-        free(out);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-
-        memcpy(&u, &v[i], 4);
-        raw[i * 4] = (unsigned char)(u & 0xff);
-        raw[i * 4 + 1] = (unsigned char)((u >> 8) & 0xff);
-        raw[i * 4 + 2] = (unsigned char)((u >> 16) & 0xff);
-        raw[i * 4 + 3] = (unsigned char)((u >> 24) & 0xff);
-    }
-    for (size_t i = 0; i < bytes; i += 3) {
-        uint32_t w = (uint32_t)raw[i] << 16;
-        size_t left = bytes - i;
-
-        if (left > 1)
-            w |= (uint32_t)raw[i + 1] << 8;
-        if (left > 2)
-            w |= raw[i + 2];
-        out[o++] = b64[(w >> 18) & 63];
-        out[o++] = b64[(w >> 12) & 63];
-        out[o++] = left > 1 ? b64[(w >> 6) & 63] : '=';
-        out[o++] = left > 2 ? b64[w & 63] : '=';
-    }
-    out[o] = '\0';
-    free(raw);
-    return out;
 }

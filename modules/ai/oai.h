@@ -62,9 +62,4 @@ json_t *ai_oai_messages(json_t *in, const char *field, size_t max_messages,
 void ai_oai_id(char *out, size_t len, const char *prefix);
 /* a monotonic clock, in milliseconds */
 double ai_oai_now_ms(void);
-/* standard base64 with padding of n floats as little-endian IEEE 754
- * binary32, whatever the host's byte order; malloc'd, NULL when out of
- * memory */
-char *ai_oai_floats_base64(const float *v, size_t n);
-
 #endif

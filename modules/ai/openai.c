@@ -28,6 +28,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,17 +769,40 @@ static bool embed_parse(plx_request_t *r, json_t *body, oai_embed_t *q, ai_oai_e
     return true;
 }
 
+/* standard base64 with padding (RFC 4648 section 4) of n floats as
+ * little-endian IEEE 754 binary32, whatever the host's byte order, as
+ * OpenAI's encoding_format "base64" gives them; NULL when out of memory */
+static json_t *floats_base64(const float *v, size_t n)
+{
+    unsigned char *raw;
+    char *out;
+    json_t *j = NULL;
+
+    if (n > (SIZE_MAX / 4 - 4) / 2)
+        return NULL;
+    raw = malloc(n ? n * 4 : 1);
+    out = malloc(PLX_B64_LEN(n * 4));
+    for (size_t i = 0; raw && i < n; i++) {
+        uint32_t u;
+
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++)
+            raw[i * 4 + (size_t)k] = (unsigned char)((u >> (8 * k)) & 0xff);
+    }
+    if (raw && out
+        && plx_base64_encode(PLX_B64_STD, raw, n * 4, out, PLX_B64_LEN(n * 4)) != (size_t)-1)
+        j = json_string(out);
+    free(raw);
+    free(out);
+    return j;
+}
+
 static json_t *vector_json(const float *v, size_t dim, bool base64)
 {
     json_t *a;
 
-    if (base64) {
-        char *s = ai_oai_floats_base64(v, dim);
-        json_t *j = s ? json_string(s) : NULL;
-
-        free(s);
-        return j;
-    }
+    if (base64)
+        return floats_base64(v, dim);
     a = json_array();
     for (size_t i = 0; a && i < dim; i++) {
         if (json_array_append_new(a, json_real((double)v[i])) != 0) {
@@ -920,22 +944,22 @@ static plx_status_t model_get_owned(plx_request_t *r, void *arg)
 
 /* ==== registration ============================================================ */
 
+#define OAI_ROUTE(method, pattern, fn, summary) \
+    { method, pattern, fn, PLX_AUTH_SCOPE, "ai", "ai", summary, "openai" }
+
+static const plx_route_def_t oai_routes[] = {
+    OAI_ROUTE("POST", "/v1/chat/completions", chat_completions,
+              "OpenAI-compatible chat completion"),
+    OAI_ROUTE("POST", "/v1/embeddings", embeddings, "OpenAI-compatible embeddings"),
+    OAI_ROUTE("GET", "/v1/models", models_list, "OpenAI-compatible model list"),
+    OAI_ROUTE("GET", "/v1/models/{model}", model_get, "OpenAI-compatible model"),
+    OAI_ROUTE("GET", "/v1/models/{owner}/{model}", model_get_owned,
+              "OpenAI-compatible model, a name with a slash"),
+};
+#undef OAI_ROUTE
+
 bool ai_openai_routes(plx_module_t *m)
 {
-#define OAI_OPTS(sum) PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai", \
-                                     .rate_class = "ai", .summary = sum, .tag = "openai")
-    if (plx_error_format_add(m, "/v1/", error_format, NULL) != PLX_OK
-        || plx_route_add(m, "POST", "/v1/chat/completions", chat_completions, NULL,
-                         OAI_OPTS("OpenAI-compatible chat completion")) != PLX_OK
-        || plx_route_add(m, "POST", "/v1/embeddings", embeddings, NULL,
-                         OAI_OPTS("OpenAI-compatible embeddings")) != PLX_OK
-        || plx_route_add(m, "GET", "/v1/models", models_list, NULL,
-                         OAI_OPTS("OpenAI-compatible model list")) != PLX_OK
-        || plx_route_add(m, "GET", "/v1/models/{model}", model_get, NULL,
-                         OAI_OPTS("OpenAI-compatible model")) != PLX_OK
-        || plx_route_add(m, "GET", "/v1/models/{owner}/{model}", model_get_owned, NULL,
-                         OAI_OPTS("OpenAI-compatible model, a name with a slash")) != PLX_OK)
-        return false;
-#undef OAI_OPTS
-    return true;
+    return plx_error_format_add(m, "/v1/", error_format, NULL) == PLX_OK
+           && plx_routes_add(m, oai_routes, NULL) == PLX_OK;
 }

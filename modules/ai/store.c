@@ -590,9 +590,9 @@ plx_status_t ai_quota_reserve(const char *user_id, const char *team_id,
     *out = NULL;
     if (why && whylen)
         why[0] = '\0';
-    if (user_id && !ai_uuid_valid(user_id))
+    if (user_id && !plx_uuid_valid(user_id))
         user_id = NULL;
-    if (team_id && !ai_uuid_valid(team_id))
+    if (team_id && !plx_uuid_valid(team_id))
         team_id = NULL;
     if (!user_id && !team_id)
         return PLX_OK;
@@ -786,39 +786,18 @@ void ai_quota_sweep(void)
 
 /* ==== usage =============================================================== */
 
-/* s cut to at most max bytes on a character boundary, invalid UTF-8 and
- * control characters replaced by '?', into out (max + 1 bytes) */
+/* s cut to at most max bytes on a character boundary, invalid UTF-8 as
+ * U+FFFD (the core's repair) and control characters other than newline
+ * and tab as '?', into out (max + 1 bytes) */
 static void clean_text(const char *s, char *out, size_t max)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
+    size_t n = plx_utf8_repair(s, strlen(s), out, max + 1);
 
-    while (*p && o < max) {
-        size_t n = *p < 0x80 ? 1 : (*p >= 0xC2 && *p <= 0xDF) ? 2
-                 : (*p >= 0xE0 && *p <= 0xEF) ? 3 : (*p >= 0xF0 && *p <= 0xF4) ? 4 : 0;
-        size_t k;
-        for (k = 1; n > 1 && k < n; k++)
-            if ((p[k] & 0xC0) != 0x80)
-                break;
-        if (n == 0 || k < n || (n > 1 && ((p[0] == 0xE0 && p[1] < 0xA0)
-                                          || (p[0] == 0xED && p[1] > 0x9F)
-                                          || (p[0] == 0xF0 && p[1] < 0x90)
-                                          || (p[0] == 0xF4 && p[1] > 0x8F)))) {
-            out[o++] = '?';
-            p++;
-            continue;
-        }
-        if (o + n > max)
-            break;
-        if (n == 1 && (*p < 0x20 || *p == 0x7f) && *p != '\n' && *p != '\t')
-            out[o++] = '?';
-        else {
-            memcpy(out + o, p, n);
-            o += n;
-        }
-        p += n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if ((c < 0x20 || c == 0x7f) && c != '\n' && c != '\t')
+            out[i] = '?';
     }
-    out[o] = '\0';
 }
 
 static const char usage_sql[] =
@@ -830,7 +809,7 @@ static const char usage_sql[] =
 
 static const char *uuid_or_null(const char *s)
 {
-    return ai_uuid_valid(s) ? s : NULL;
+    return plx_uuid_valid(s) ? s : NULL;
 }
 
 plx_status_t ai_usage_record(const ai_usage_row_t *u)

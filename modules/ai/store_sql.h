@@ -18,10 +18,6 @@
     "(CASE " col " WHEN 'day' THEN date_trunc('day', now() AT TIME ZONE 'UTC')" \
     " ELSE date_trunc('month', now() AT TIME ZONE 'UTC') END)::date"
 
-/* a timestamptz as RFC 3339 UTC, as the core renders times */
-#define AI_SQL_TIME(col) \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* A quota (alias q) with the counter of its current period (alias c,
  * LEFT JOINed with AI_SQL_QUOTA_COUNTER; no row: nothing used yet) as a
  * JSON object. remaining_* is null for a dimension that is not limited. */
@@ -40,8 +36,8 @@
     " 'remaining_cost', CASE WHEN q.max_cost IS NULL THEN NULL ELSE"         \
     "   trim_scale(greatest(q.max_cost - COALESCE(c.used_cost, 0)"           \
     "            - COALESCE(c.reserved_cost, 0), 0)) END,"                   \
-    " 'created_at', " AI_SQL_TIME("q.created_at") ","                        \
-    " 'updated_at', " AI_SQL_TIME("q.updated_at") ")"
+    " 'created_at', " PLX_SQL_RFC3339("q.created_at") ","                        \
+    " 'updated_at', " PLX_SQL_RFC3339("q.updated_at") ")"
 
 #define AI_SQL_QUOTA_COUNTER                                                 \
     " LEFT JOIN ai.quota_counters c ON c.quota_id = q.id"                    \

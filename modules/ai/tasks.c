@@ -471,7 +471,7 @@ static plx_status_t team_field(plx_request_t *r, json_t *body, const char **out,
         *answered = false;
         return PLX_OK;
     }
-    if (!json_is_string(v) || !ai_uuid_valid(json_string_value(v)))
+    if (!json_is_string(v) || !plx_uuid_valid(json_string_value(v)))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"team_id\" must be the UUID of one of your teams");
     if ((st = plx_team_role(r, json_string_value(v), &role)) != PLX_OK) {
@@ -596,7 +596,7 @@ static plx_status_t generate(plx_request_t *r, void *arg)
     if (!body)
         return PLX_OK;
     tpl_id = json_string_value(json_object_get(body, "template_id"));
-    if (!tpl_id || !ai_uuid_valid(tpl_id))
+    if (!tpl_id || !plx_uuid_valid(tpl_id))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"template_id\" must be the UUID of a template");
     given = json_object_get(body, "variables");
@@ -826,15 +826,22 @@ static plx_status_t translate(plx_request_t *r, void *arg)
 
 /* ---- registration ----------------------------------------------------------------- */
 
+/* each calls a model: rate class "ai" */
+#define TASK_ROUTE(pattern, fn, summary) \
+    { "POST", pattern, fn, PLX_AUTH_SCOPE, "ai", "ai", summary, "ai" }
+
+static const plx_route_def_t task_routes[] = {
+    TASK_ROUTE("/api/v1/ai/generate", generate,
+               "Generate from a team template with variables; with an "
+               "output schema the reply is validated JSON"),
+    TASK_ROUTE("/api/v1/ai/analyze", analyze,
+               "Summary, sentiment, keywords and entities of a text"),
+    TASK_ROUTE("/api/v1/ai/translate", translate,
+               "Translate a text; the source language is detected when not given"),
+};
+#undef TASK_ROUTE
+
 bool ai_task_routes(plx_module_t *m)
 {
-    return ai_template_routes(m)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/generate", generate,
-                             "Generate from a team template with variables; with an "
-                             "output schema the reply is validated JSON", true)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/analyze", analyze,
-                             "Summary, sentiment, keywords and entities of a text", true)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/translate", translate,
-                             "Translate a text; the source language is detected "
-                             "when not given", true);
+    return ai_template_routes(m) && plx_routes_add(m, task_routes, m) == PLX_OK;
 }

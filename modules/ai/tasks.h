@@ -65,11 +65,6 @@ const char *ai_task_text_problem(json_t *v, size_t min, size_t max, bool multili
 /* a model name as ai.models accepts it: [A-Za-z0-9][A-Za-z0-9._:/-]{0,127} */
 bool ai_task_model_name_valid(const char *s);
 
-/* The route options every task route uses: a caller whose grant has the
- * "ai" scope; rate_class "ai" for the routes that call a model. */
-bool ai_task_route_add(plx_module_t *m, const char *method, const char *pattern,
-                       plx_handler_fn fn, const char *summary, bool calls_model);
-
 /* A template the caller may see: its row as JSON (a new reference) and
  * the caller's role in its team. PLX_ERR_NOT_FOUND when there is none or
  * the caller is not in its team (nothing answered); PLX_ERR_DB. */

@@ -256,19 +256,8 @@ bool ai_task_model_name_valid(const char *s)
     return true;
 }
 
-bool ai_task_route_add(plx_module_t *m, const char *method, const char *pattern,
-                       plx_handler_fn fn, const char *summary, bool calls_model)
-{
-    return plx_route_add(m, method, pattern, fn, m,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .rate_class = calls_model ? "ai" : NULL,
-                                        .summary = summary, .tag = "ai")) == PLX_OK;
-}
-
 /* ---- SQL ------------------------------------------------------------------------ */
 
-#define TPL_TIME(col) \
-    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 /* a template as one JSON text, column "row" */
 #define TPL_ROW(t)                                                             \
     "json_build_object('id', " t ".id, 'team_id', " t ".team_id,"              \
@@ -276,8 +265,8 @@ bool ai_task_route_add(plx_module_t *m, const char *method, const char *pattern,
     " 'system', " t ".system, 'body', " t ".body,"                             \
     " 'variables', " t ".variables, 'output_schema', " t ".output_schema,"     \
     " 'model', " t ".model, 'created_by', " t ".created_by,"                   \
-    " 'created_at', " TPL_TIME(t ".created_at") ","                            \
-    " 'updated_at', " TPL_TIME(t ".updated_at") ")::text AS row"
+    " 'created_at', " PLX_SQL_RFC3339(t ".created_at") ","                            \
+    " 'updated_at', " PLX_SQL_RFC3339(t ".updated_at") ")::text AS row"
 /* the version a PATCH writes at: updated_at to the microsecond */
 #define TPL_VERSION(t) "(extract(epoch FROM " t ".updated_at) * 1000000)::bigint"
 /* the caller ($n) may write the templates of the team of t */
@@ -500,7 +489,7 @@ static plx_status_t fetch(plx_request_t *r, const char *id, json_t **row,
 
     *row = NULL;
     *role = PLX_ROLE_NONE;
-    if (!ai_uuid_valid(id) || !params[1])
+    if (!plx_uuid_valid(id) || !params[1])
         return PLX_ERR_NOT_FOUND;
     if ((st = plx_db_query(r, fetch_sql, 2, params, &res)) != PLX_OK)
         return st;
@@ -589,7 +578,7 @@ static plx_status_t tpl_create(plx_request_t *r, void *arg)
     if (!body)
         return PLX_OK;
     team = json_object_get(body, "team_id");
-    if (!json_is_string(team) || !ai_uuid_valid(json_string_value(team)))
+    if (!json_is_string(team) || !plx_uuid_valid(json_string_value(team)))
         return plx_reply_problem(r, 400, "invalid_body",
                                  "field \"team_id\" must be the UUID of one of your teams");
     if ((st = plx_team_role(r, json_string_value(team), &role)) != PLX_OK)
@@ -619,30 +608,35 @@ static plx_status_t tpl_create(plx_request_t *r, void *arg)
     return st;
 }
 
-/* the list cursor: the last name, base64url */
+/* The list cursor: the last name, base64url (RFC 4648 section 5). Names
+ * are ordered by name, not by a time or an id, and may be longer than the
+ * core's text sort key allows (AI_TPL_NAME_MAX characters of up to 4
+ * bytes), so the cursor is the name alone on the core's encoding. */
 static char *cursor_encode(plx_request_t *r, const char *name)
 {
-    size_t len = strlen(name), cap = (len * 4 + 2) / 3 + 1;
+    size_t len = strlen(name), cap = PLX_B64_LEN(len);
     char *out = plx_palloc(r, cap);
 
-    if (!out || !ai_b64url_encode((const unsigned char *)name, len, out, cap))
+    if (!out || plx_base64_encode(PLX_B64_URL, name, len, out, cap) == (size_t)-1)
         return NULL;
     return out;
 }
 
-/* the decoded cursor (r's pool), NULL when it is not one */
+/* the decoded cursor (r's pool), NULL when it is not the name of a
+ * template */
 static char *cursor_decode(plx_request_t *r, const char *in)
 {
-    size_t len = strlen(in);
+    size_t len = strlen(in), n;
     char *out;
-    long n;
 
-    if (len == 0 || len > 1024 || !(out = plx_palloc(r, len)))
+    if (len == 0 || len > PLX_B64_LEN(AI_TPL_NAME_MAX * 4) || !(out = plx_palloc(r, len)))
         return NULL;
-    n = ai_b64url_decode(in, (unsigned char *)out, len - 1);
-    if (n < 0 || memchr(out, '\0', (size_t)n))
+    if (plx_base64_decode(PLX_B64_URL, in, len, out, len - 1, &n) != PLX_OK
+        || !plx_utf8_valid(out, n))
         return NULL;
     out[n] = '\0';
+    if (plx_utf8_chars(out, n) > AI_TPL_NAME_MAX)
+        return NULL;
     return out;
 }
 
@@ -657,7 +651,7 @@ static plx_status_t tpl_list(plx_request_t *r, void *arg)
     long limit = AI_TPL_LIST_DEFAULT;
     char limit1[16], *end;
 
-    if (!team || !ai_uuid_valid(team))
+    if (!team || !plx_uuid_valid(team))
         return plx_reply_problem(r, 400, "invalid_query",
                                  "query parameter \"team_id\" must be the UUID of "
                                  "one of your teams");
@@ -669,7 +663,7 @@ static plx_status_t tpl_list(plx_request_t *r, void *arg)
                                      AI_TPL_LIST_MAX);
     }
     if (cursor && !(after = cursor_decode(r, cursor)))
-        return plx_reply_problem(r, 400, "invalid_query",
+        return plx_reply_problem(r, 400, "invalid_cursor",
                                  "query parameter \"cursor\" is not a cursor of this list");
     if ((st = plx_team_role(r, team, &role)) != PLX_OK)
         return st;
@@ -789,16 +783,24 @@ static plx_status_t tpl_delete(plx_request_t *r, void *arg)
 
 /* ---- registration ----------------------------------------------------------------- */
 
+#define TPL_ROUTE(method, pattern, fn, summary) \
+    { method, pattern, fn, PLX_AUTH_SCOPE, "ai", NULL, summary, "ai" }
+
+static const plx_route_def_t tpl_routes[] = {
+    TPL_ROUTE("GET", "/api/v1/ai/templates", tpl_list,
+              "List the templates of a team (?team_id=, limit, cursor)"),
+    TPL_ROUTE("POST", "/api/v1/ai/templates", tpl_create,
+              "Create a template in a team you administer"),
+    TPL_ROUTE("GET", "/api/v1/ai/templates/{id}", tpl_read,
+              "Read a template of one of your teams"),
+    TPL_ROUTE("PATCH", "/api/v1/ai/templates/{id}", tpl_update,
+              "Change a template (team admins and owners)"),
+    TPL_ROUTE("DELETE", "/api/v1/ai/templates/{id}", tpl_delete,
+              "Delete a template (team admins and owners)"),
+};
+#undef TPL_ROUTE
+
 bool ai_template_routes(plx_module_t *m)
 {
-    return ai_task_route_add(m, "GET", "/api/v1/ai/templates", tpl_list,
-                             "List the templates of a team (?team_id=, limit, cursor)", false)
-        && ai_task_route_add(m, "POST", "/api/v1/ai/templates", tpl_create,
-                             "Create a template in a team you administer", false)
-        && ai_task_route_add(m, "GET", "/api/v1/ai/templates/{id}", tpl_read,
-                             "Read a template of one of your teams", false)
-        && ai_task_route_add(m, "PATCH", "/api/v1/ai/templates/{id}", tpl_update,
-                             "Change a template (team admins and owners)", false)
-        && ai_task_route_add(m, "DELETE", "/api/v1/ai/templates/{id}", tpl_delete,
-                             "Delete a template (team admins and owners)", false);
+    return plx_routes_add(m, tpl_routes, m) == PLX_OK;
 }

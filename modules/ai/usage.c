@@ -195,11 +195,11 @@ static bool usage_subject(plx_request_t *r, usage_who_t *w, plx_status_t *st)
         bad_query(r, "scope", "must be one of me, all");
         return false;
     }
-    if (user && !ai_uuid_valid(user)) {
+    if (user && !plx_uuid_valid(user)) {
         bad_query(r, "user_id", "must be a UUID");
         return false;
     }
-    if (team && !ai_uuid_valid(team)) {
+    if (team && !plx_uuid_valid(team)) {
         bad_query(r, "team_id", "must be a UUID");
         return false;
     }
@@ -266,7 +266,7 @@ static plx_status_t my_quotas(plx_request_t *r, void *arg)
     plx_db_res_t *res;
     plx_status_t st;
 
-    if (!ai_uuid_valid(me))
+    if (!plx_uuid_valid(me))
         return PLX_ERR_AUTH;
     const char *params[] = { me };
     if ((st = plx_db_query(r, my_quotas_sql, 1, params, &res)) != PLX_OK)
@@ -277,16 +277,16 @@ static plx_status_t my_quotas(plx_request_t *r, void *arg)
     return plx_reply(r, 200, "application/json", json, strlen(json), PLX_MEM_COPY);
 }
 
+static const plx_route_def_t usage_routes[] = {
+    { "GET", "/api/v1/ai/usage", usage_report, PLX_AUTH_SCOPE, "ai", NULL,
+      "AI usage by day and model", "ai" },
+    { "GET", "/api/v1/ai/quota", my_quotas, PLX_AUTH_SCOPE, "ai", NULL,
+      "My AI quotas and what is left", "ai" },
+};
+
 bool ai_usage_routes(plx_module_t *m)
 {
-    if (plx_route_add(m, "GET", "/api/v1/ai/usage", usage_report, m,
-                      PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                     .summary = "AI usage by day and model",
-                                     .tag = "ai")) != PLX_OK
-        || plx_route_add(m, "GET", "/api/v1/ai/quota", my_quotas, m,
-                         PLX_ROUTE_OPTS(.auth = PLX_AUTH_SCOPE, .scope = "ai",
-                                        .summary = "My AI quotas and what is left",
-                                        .tag = "ai")) != PLX_OK) {
+    if (plx_routes_add(m, usage_routes, m) != PLX_OK) {
         plx_log(m, PLX_LOG_ERROR, "cannot add the usage routes");
         return false;
     }

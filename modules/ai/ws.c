@@ -316,7 +316,7 @@ static void conv_store(ws_reply_t *w, plx_status_t st, const ai_outcome_t *o)
 {
     char id[37];
 
-    if (ai_uuid_new(id) && ai_conv_reply_store(w->conversation_id, id, st, o))
+    if (plx_uuid_new(4, id) == PLX_OK && ai_conv_reply_store(w->conversation_id, id, st, o))
         memcpy(w->message_id, id, sizeof id);
 }
 
@@ -482,7 +482,7 @@ static bool chat_conversation(ws_conn_t *c, json_t *msg, const char *id, ws_repl
                    "the history and the team are the conversation's");
         return false;
     }
-    if (!conv || !ai_uuid_valid(conv)) {
+    if (!conv || !plx_uuid_valid(conv)) {
         send_error(c, id, "not_found", "no such conversation");
         return false;
     }
@@ -514,7 +514,7 @@ static bool chat_messages(ws_conn_t *c, json_t *msg, const char *id, ws_reply_t 
         return false;
     }
     if (team && !json_is_null(team)) {
-        if (!ai_uuid_valid(json_string_value(team))) {
+        if (!plx_uuid_valid(json_string_value(team))) {
             send_error(c, id, "bad_request", "\"team_id\" must be a UUID");
             return false;
         }

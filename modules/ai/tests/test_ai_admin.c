@@ -522,9 +522,10 @@ static void test_quotas(void **state)
     q = ait_expect(e, "GET", body, admin, NULL, 200);
     assert_int_equal(json_array_size(json_object_get(q, "items")), 1);
     const char *first = str(json_array_get(json_object_get(q, "items"), 0), "id");
-    char cursor[37];
+    char cursor[256], first_id[37];
     FMT(cursor, "%s", str(q, "next_cursor"));
-    assert_string_equal(first, cursor);
+    FMT(first_id, "%s", first);
+    assert_string_not_equal(first_id, cursor);  /* opaque, not the id */
     json_decref(q);
     FMT(body, "/api/v1/admin/ai/quotas?subject_id=%s&limit=1&cursor=%s",
              e->user.id, cursor);
@@ -534,7 +535,15 @@ static void test_quotas(void **state)
     assert_true(json_is_null(json_object_get(q, "next_cursor")));
     json_decref(q);
     ait_expect_problem(e, "GET", "/api/v1/admin/ai/quotas?limit=0", admin, NULL, 400,
-                       "invalid_query");
+                       "invalid_limit");
+    /* a bare id, another list's cursor, base64url of garbage */
+    FMT(body, "/api/v1/admin/ai/quotas?cursor=%s", first_id);
+    ait_expect_problem(e, "GET", body, admin, NULL, 400, "invalid_cursor");
+    ait_expect_problem(e, "GET", "/api/v1/admin/ai/quotas?cursor=Y29udmVyc2F0aW9uc3x8M"
+                       "DAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw", admin, NULL,
+                       400, "invalid_cursor");
+    ait_expect_problem(e, "GET", "/api/v1/admin/ai/quotas?cursor=Z2FyYmFnZQ", admin,
+                       NULL, 400, "invalid_cursor");
     ait_expect_problem(e, "GET", "/api/v1/admin/ai/quotas?period=week", admin, NULL, 400,
                        "invalid_query");
 

@@ -623,7 +623,7 @@ static void test_stream_probes(void **state)
 
 static void test_conversations_crud(void **state)
 {
-    char a[37], b[37], c[37], path[160];
+    char a[37], b[37], c[37], path[256];
     plxt_user_t me, other;
     json_t *j, *items;
     const char *cursor;
@@ -659,8 +659,28 @@ static void test_conversations_crud(void **state)
     json_decref(j);
     ait_expect_problem(&env, "GET", "/api/v1/conversations?cursor=nope", me.access,
                        NULL, 400, "invalid_cursor");
+    /* crafted cursors never reach SQL: base64url of "garbage"; the old
+     * microsecond key, far out of range; a valid tag with a month 13 and a
+     * year 99999; another list's tag; a bad id; the id alone */
+    static const char *const crafted[] = {
+        "Z2FyYmFnZQ",
+        "Y29udmVyc2F0aW9uc3wtOTk5OTk5OTk5OTk5OTk5OTk5fDAwMDAwMDAwLTAwMDAtMDAwMC0w"
+        "MDAwLTAwMDAwMDAwMDAwMA",
+        "Y29udmVyc2F0aW9uc3wyMDI2LTEzLTQ1VDk5OjAwOjAwLjAwMDAwMFp8MDAwMDAwMDAtMDAw"
+        "MC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw",
+        "Y29udmVyc2F0aW9uc3w5OTk5OS0wMS0wMVQwMDowMDowMC4wMDAwMDBafDAwMDAwMDAwLTAw"
+        "MDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA",
+        "bWVzc2FnZXN8MjAyNi0wMS0wMVQwMDowMDowMC4wMDAwMDBafDAwMDAwMDAwLTAwMDAtMDAw"
+        "MC0wMDAwLTAwMDAwMDAwMDAwMA",
+        "Y29udmVyc2F0aW9uc3wyMDI2LTAxLTAxVDAwOjAwOjAwLjAwMDAwMFp8bm90LWEtdXVpZA",
+        "Y29udmVyc2F0aW9uc3x8MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw",
+    };
+    for (size_t i = 0; i < sizeof crafted / sizeof crafted[0]; i++) {
+        snprintf(path, sizeof path, "/api/v1/conversations?cursor=%s", crafted[i]);
+        ait_expect_problem(&env, "GET", path, me.access, NULL, 400, "invalid_cursor");
+    }
     ait_expect_problem(&env, "GET", "/api/v1/conversations?limit=0", me.access,
-                       NULL, 400, "invalid_query");
+                       NULL, 400, "invalid_limit");
 
     /* rename, read */
     snprintf(path, sizeof path, "/api/v1/conversations/%s", a);

@@ -153,45 +153,6 @@ static void test_period_end(void **state)
     assert_int_equal(ai_seconds_to_period_end(1735646400, true), 43200);
 }
 
-static void test_uuid(void **state)
-{
-    char a[37], b[37];
-
-    (void)state;
-    assert_true(ai_uuid_new(a));
-    assert_true(ai_uuid_new(b));
-    assert_true(ai_uuid_valid(a));
-    assert_string_not_equal(a, b);
-    assert_int_equal(a[14], '4');
-    assert_non_null(strchr("89ab", a[19]));
-    assert_false(ai_uuid_valid("not-a-uuid"));
-    assert_false(ai_uuid_valid(NULL));
-    assert_false(ai_uuid_valid("0123456789abcdef0123456789abcdef0123"));
-}
-
-static void test_cursor(void **state)
-{
-    const char *id = "0b7e5f1c-9a4d-4c7e-8f00-123456789abc";
-    char cur[AI_CURSOR_MAX], key[AI_CURSOR_KEY], got[37];
-
-    (void)state;
-    assert_true(ai_cursor_encode("conversations", "1717171717123456", id, cur,
-                                 sizeof cur));
-    assert_null(strpbrk(cur, "+/="));
-    assert_true(ai_cursor_decode(cur, "conversations", key, got));
-    assert_string_equal(key, "1717171717123456");
-    assert_string_equal(got, id);
-    /* a cursor of another list, a broken one, a bad key */
-    assert_false(ai_cursor_decode(cur, "messages", key, got));
-    assert_false(ai_cursor_decode("!!!", "conversations", key, got));
-    assert_false(ai_cursor_decode("", "conversations", key, got));
-    assert_true(ai_cursor_encode("messages", "12x", id, cur, sizeof cur));
-    assert_false(ai_cursor_decode(cur, "messages", key, got));
-    assert_true(ai_cursor_encode("messages", "-5", "nope", cur, sizeof cur));
-    assert_false(ai_cursor_decode(cur, "messages", key, got));
-    assert_false(ai_cursor_encode("messages", "1", id, cur, 8));
-}
-
 /* ten tokens a message */
 static long ten_each(json_t *messages)
 {
@@ -241,8 +202,6 @@ int main(void)
         cmocka_unit_test(test_utf8_feed_replaces_invalid),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_period_end),
-        cmocka_unit_test(test_uuid),
-        cmocka_unit_test(test_cursor),
         cmocka_unit_test(test_history_trim),
     };
 

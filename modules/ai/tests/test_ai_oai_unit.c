@@ -221,26 +221,6 @@ static void test_ids_unique(void **state)
     assert_string_not_equal(a, b);
 }
 
-static void test_floats_base64(void **state)
-{
-    const float one[] = { 1.0f }, two[] = { 1.0f, -2.0f }, three[] = { 0.5f, 0.25f, -0.125f };
-    char *s;
-
-    (void)state;
-    s = ai_oai_floats_base64(one, 1);
-    assert_string_equal(s, "AACAPw==");
-    free(s);
-    s = ai_oai_floats_base64(two, 2);
-    assert_string_equal(s, "AACAPwAAAMA=");
-    free(s);
-    s = ai_oai_floats_base64(three, 3);
-    assert_string_equal(s, "AAAAPwAAgD4AAAC+");
-    free(s);
-    s = ai_oai_floats_base64(one, 0);
-    assert_string_equal(s, "");
-    free(s);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,7 +231,6 @@ int main(void)
         cmocka_unit_test(test_messages_refused),
         cmocka_unit_test(test_messages_bounded),
         cmocka_unit_test(test_ids_unique),
-        cmocka_unit_test(test_floats_base64),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -507,7 +507,7 @@ static void test_usage_record(void **state)
         .kind = "chat", .model = "m1", .served_model = "m2", .provider = "fake",
         .prompt_tokens = 12, .completion_tokens = 34, .cost = 0.0001234567,
         .estimated = true, .status = "error",
-        .error = "upstream said \xff\xfe no", .ttft_seconds = -1, .seconds = 1.5,
+        .error = "upstream said \xff\xfe no\x01", .ttft_seconds = -1, .seconds = 1.5,
         .request_id = "req-1", .api_key_id = "not-a-uuid",
     };
 
@@ -523,8 +523,9 @@ static void test_usage_record(void **state)
         " error, coalesce(ttft_seconds::text, 'none'), seconds, request_id,"
         " coalesce(api_key_id::text, 'none')) FROM ai.usage WHERE user_id = $1",
         2, p, text, sizeof text),
-        "t|chat|m1|m2|fake|12|34|0.0001234567|t|error|upstream said ?? no|none"
-        "|1.5|req-1|none");
+        /* invalid bytes as U+FFFD, a control character as '?' */
+        "t|chat|m1|m2|fake|12|34|0.0001234567|t|error|upstream said "
+        "\xef\xbf\xbd\xef\xbf\xbd no?|none|1.5|req-1|none");
 
     /* a row of a cancelled call with no user (a service), measured */
     ai_usage_row_t v = { .kind = "service", .model = "m1", .status = "cancelled",

@@ -396,7 +396,10 @@ static void test_template_list(void **state)
     refused("GET", P(TPL "?team_id=%s&limit=101", team), crew[OWNER], NULL, 400,
             "invalid_query");
     refused("GET", P(TPL "?team_id=%s&cursor=!!", team), crew[OWNER], NULL, 400,
-            "invalid_query");
+            "invalid_cursor");
+    /* base64url of bytes that are not UTF-8: refused before SQL sees them */
+    refused("GET", P(TPL "?team_id=%s&cursor=__4", team), crew[OWNER], NULL, 400,
+            "invalid_cursor");
     refused("GET", P(TPL "?team_id=%s", other_team), crew[OWNER], NULL, 404, "not_found");
     for (int i = 0; i < 5; i++)
         ait_expect(&env, "DELETE", P(TPL "/%s", ids[i]), crew[OWNER]->access, NULL, 204);
