@@ -117,10 +117,13 @@ modules_ai_tests_test_ai_upstream_LDADD = $(ai_itest_libs) $(CMOCKA_LIBS) \
 # model cache, a database that goes away
 check_PROGRAMS += modules/ai/tests/test_ai_store
 TESTS += modules/ai/tests/test_ai_store
+# the fake table's pure entries (UUIDs, UTF-8) are the core's own encoders:
+# core/encode.c and what it needs, nothing else of the core
 modules_ai_tests_test_ai_store_SOURCES = modules/ai/tests/test_ai_store.c \
 	modules/ai/tests/db_stub.c $(ai_stub_sources) \
-	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c modules/ai/oai.c
-modules_ai_tests_test_ai_store_CPPFLAGS = $(ai_test_cppflags)
+	modules/ai/store.c modules/ai/store_sql.h modules/ai/chat_util.c modules/ai/oai.c \
+	core/encode.c core/util.c core/log.c
+modules_ai_tests_test_ai_store_CPPFLAGS = $(ai_test_cppflags) -I$(top_srcdir)/core
 modules_ai_tests_test_ai_store_CFLAGS = $(module_cflags) $(LIBPQ_CFLAGS) \
 	$(CMOCKA_CFLAGS)
 modules_ai_tests_test_ai_store_LDADD = $(itest_libs) $(CMOCKA_LIBS) \

@@ -24,6 +24,12 @@
 
 #define DB_IDLE_MAX 8
 
+/* the core's pure encoders (core/encode.c), linked into this test */
+int core_uuid_valid(const char *s);
+int core_utf8_valid(const char *s, size_t len);
+size_t core_utf8_repair(const char *in, size_t len, char *out, size_t cap);
+long core_utf8_chars(const char *s, size_t len);
+
 struct plx_db_conn {
     PGconn *pg;
 };
@@ -237,6 +243,10 @@ void ai_stub_db(const char *info)
     api->db_error = db_error;
     api->db_free = db_free;
     api->db_tx = db_tx;
+    api->uuid_valid = core_uuid_valid;
+    api->utf8_valid = core_utf8_valid;
+    api->utf8_repair = core_utf8_repair;
+    api->utf8_chars = core_utf8_chars;
     api->status_str = status_str;
 }
 
