@@ -181,65 +181,60 @@ static plx_status_t team_tx_read(team_tx_t *tx, const char *const p[3])
     return st;
 }
 
-/* BEGIN, lock the team (only if the caller is a member), read the roles.
- * PLX_OK with tx->caller NONE when the team is not the caller's. */
-static plx_status_t team_tx_open(const char *team, const char *caller,
-                                 const char *target, team_tx_t *tx)
+/* The work of one change, run after the lock. It may run more than once
+ * (core_db_tx retries a serialization failure), so it resets what it
+ * hands out before it starts. A refusal goes in *v, with PLX_OK. */
+typedef plx_status_t (*team_step_fn)(team_tx_t *tx, void *arg, verdict_t *v);
+
+typedef struct team_change {
+    const char  *team, *caller, *target;   /* target: NULL when none */
+    team_step_fn step;
+    void        *arg;
+    plx_role_t   had;       /* the target's role as the last run saw it */
+    verdict_t    v;
+} team_change_t;
+
+/* Lock the team (only if the caller is a member), read the roles, run the
+ * step. A refusal rolls back (PLX_DECLINED) and is answered after. */
+static plx_status_t team_change_tx(plx_db_conn_t *c, void *arg)
 {
-    const char *p[3] = { team, caller, target };
+    team_change_t *ch = arg;
+    const char *p[3] = { ch->team, ch->caller, ch->target };
+    team_tx_t tx = { .c = c, .caller = PLX_ROLE_NONE, .target = PLX_ROLE_NONE };
     plx_db_res_t *res = NULL;
     plx_status_t st;
 
-    *tx = (team_tx_t){ .caller = PLX_ROLE_NONE, .target = PLX_ROLE_NONE };
-    if (!(tx->c = core_db_acquire(0)))
-        return PLX_ERR_DB;
-    st = core_db_exec(tx->c, "BEGIN", 0, NULL, NULL);
-    if (st == PLX_OK)
-        st = core_db_exec(tx->c,
-                          "SELECT 1 FROM plexus.teams t WHERE t.id = $1::uuid AND EXISTS "
-                          "(SELECT 1 FROM plexus.team_members m WHERE m.team_id = t.id "
-                          "AND m.user_id = $2::uuid) FOR UPDATE OF t", 2, p, &res);
+    ch->v = (verdict_t){ 0 };
+    ch->had = PLX_ROLE_NONE;
+    st = core_db_exec(c,
+                      "SELECT 1 FROM plexus.teams t WHERE t.id = $1::uuid AND EXISTS "
+                      "(SELECT 1 FROM plexus.team_members m WHERE m.team_id = t.id "
+                      "AND m.user_id = $2::uuid) FOR UPDATE OF t", 2, p, &res);
     if (st == PLX_OK && core_db_rows(res) == 1)
-        st = team_tx_read(tx, p);
+        st = team_tx_read(&tx, p);
     core_db_free(res);
-    if (st != PLX_OK) {
-        core_db_release(tx->c);   /* rolls back */
-        tx->c = NULL;
-    }
+    if (st != PLX_OK)
+        return st;
+    ch->had = tx.target;
+    st = ch->step(&tx, ch->arg, &ch->v);
+    if (st == PLX_OK && ch->v.status)
+        return PLX_DECLINED;
     return st;
 }
 
-/* COMMIT when commit, else ROLLBACK; gives the connection back */
-static plx_status_t team_tx_close(team_tx_t *tx, bool commit)
+/* Run a change in one transaction. PLX_OK: it passed and committed, and
+ * the caller answers; *answered: it was refused and the refusal was sent. */
+static plx_status_t team_change(plx_request_t *r, team_change_t *ch, bool *answered)
 {
     plx_status_t st;
 
-    if (!tx->c)
-        return PLX_ERR_INTERNAL;
-    st = core_db_exec(tx->c, commit ? "COMMIT" : "ROLLBACK", 0, NULL, NULL);
-    core_db_release(tx->c);
-    tx->c = NULL;
+    *answered = false;
+    st = core_db_tx(r, PLX_TX_READ_COMMITTED, team_change_tx, ch);
+    if (st == PLX_DECLINED && ch->v.status) {
+        *answered = true;
+        return core_reply_problem(r, ch->v.status, ch->v.code, "%s", ch->v.detail);
+    }
     return st;
-}
-
-/* Finish a step: end the transaction (commit only if the step passed),
- * then answer a refusal; PLX_OK means "passed and committed". */
-static plx_status_t team_tx_finish(plx_request_t *r, team_tx_t *tx,
-                                   plx_status_t st, const verdict_t *v)
-{
-    plx_status_t end = team_tx_close(tx, st == PLX_OK && v->status == 0);
-
-    if (st != PLX_OK)
-        return st;
-    if (v->status)
-        return core_reply_problem(r, v->status, v->code, "%s", v->detail);
-    return end;
-}
-
-/* after team_tx_finish returned st: was the request answered? */
-static bool answered(plx_status_t st, const verdict_t *v)
-{
-    return st == PLX_OK && v->status != 0;
 }
 
 /* ---- teams -------------------------------------------------------------------- */
@@ -315,13 +310,20 @@ static plx_status_t team_get(plx_request_t *r, void *arg)
     return body ? core_reply_json(r, 200, body) : PLX_ERR_NOMEM;
 }
 
-static plx_status_t team_rename_step(team_tx_t *tx, const char *team,
-                                     const char *name, verdict_t *v,
-                                     json_t **out)
+typedef struct team_rename {
+    const char *team, *name;
+    json_t     *out;
+} team_rename_t;
+
+static plx_status_t team_rename_step(team_tx_t *tx, void *arg, verdict_t *v)
 {
-    const char *params[2] = { team, name };
+    team_rename_t *a = arg;
+    const char *params[2] = { a->team, a->name };
     plx_db_res_t *res = NULL;
     plx_status_t st;
+
+    json_decref(a->out);
+    a->out = NULL;
 
     if (tx->caller == PLX_ROLE_NONE) {
         refuse(v, 404, "not_found", "no such team");
@@ -334,60 +336,62 @@ static plx_status_t team_rename_step(team_tx_t *tx, const char *team,
     st = core_db_exec(tx->c, "UPDATE plexus.teams t SET name = $2, updated_at = now() "
                       "WHERE t.id = $1::uuid RETURNING " TEAM_COLS, 2, params, &res);
     if (st == PLX_OK && core_db_rows(res) == 1)
-        *out = team_json_role(res, 0, identity_role_name(tx->caller));
+        a->out = team_json_role(res, 0, identity_role_name(tx->caller));
     core_db_free(res);
-    if (st == PLX_OK && !*out)
+    if (st == PLX_OK && !a->out)
         st = PLX_ERR_NOMEM;
     return st;
 }
 
 static plx_status_t team_patch(plx_request_t *r, void *arg)
 {
-    const char *team = core_request_param(r, "id");
-    json_t *body, *out = NULL;
-    const char *name;
-    verdict_t v = { 0 };
-    team_tx_t tx;
+    team_rename_t a = { .team = core_request_param(r, "id") };
+    team_change_t ch = { .team = a.team, .caller = identity_caller(r),
+                         .step = team_rename_step, .arg = &a };
+    json_t *body;
+    bool answered;
     plx_status_t st;
 
     (void)arg;
-    if (!core_uuid_valid(team))
+    if (!core_uuid_valid(a.team))
         return team_not_found(r);
-    if (!(body = identity_body_object(r)) || !(name = team_name(r, body)))
+    if (!(body = identity_body_object(r)) || !(a.name = team_name(r, body)))
         return PLX_OK;
-    if ((st = team_tx_open(team, identity_caller(r), NULL, &tx)) != PLX_OK)
-        return st;
-    st = team_rename_step(&tx, team, name, &v, &out);
-    st = team_tx_finish(r, &tx, st, &v);
-    if (st != PLX_OK || answered(st, &v)) {
-        json_decref(out);
+    st = team_change(r, &ch, &answered);
+    if (st != PLX_OK || answered) {
+        json_decref(a.out);
         return st;
     }
-    return core_reply_json(r, 200, out);
+    return core_reply_json(r, 200, a.out);
+}
+
+static plx_status_t team_delete_step(team_tx_t *tx, void *arg, verdict_t *v)
+{
+    const char *params[1] = { arg };
+
+    if (tx->caller == PLX_ROLE_NONE)
+        refuse(v, 404, "not_found", "no such team");
+    else if (tx->caller != PLX_ROLE_OWNER)
+        refuse(v, 403, "forbidden", "deleting a team takes the owner role");
+    else
+        return core_db_exec(tx->c, "DELETE FROM plexus.teams WHERE id = $1::uuid",
+                            1, params, NULL);
+    return PLX_OK;
 }
 
 static plx_status_t team_delete(plx_request_t *r, void *arg)
 {
     const char *team = core_request_param(r, "id");
-    const char *params[1] = { team };
-    verdict_t v = { 0 };
-    team_tx_t tx;
+    team_change_t ch = { .team = team, .caller = identity_caller(r),
+                         .step = team_delete_step, .arg = (void *)team };
+    bool answered;
     plx_status_t st;
 
     (void)arg;
     if (!core_uuid_valid(team))
         return team_not_found(r);
-    if ((st = team_tx_open(team, identity_caller(r), NULL, &tx)) != PLX_OK)
-        return st;
-    if (tx.caller == PLX_ROLE_NONE)
-        refuse(&v, 404, "not_found", "no such team");
-    else if (tx.caller != PLX_ROLE_OWNER)
-        refuse(&v, 403, "forbidden", "deleting a team takes the owner role");
-    else
-        st = core_db_exec(tx.c, "DELETE FROM plexus.teams WHERE id = $1::uuid",
-                          1, params, NULL);
-    st = team_tx_finish(r, &tx, st, &v);
-    if (st != PLX_OK || answered(st, &v))
+    st = team_change(r, &ch, &answered);
+    if (st != PLX_OK || answered)
         return st;
     core_audit(r, "team.deleted", "team", team, NULL);
     return core_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
@@ -455,10 +459,15 @@ typedef struct member_add {
     json_t     *out;
 } member_add_t;
 
-static plx_status_t member_add_step(team_tx_t *tx, member_add_t *a, verdict_t *v)
+static plx_status_t member_add_step(team_tx_t *tx, void *arg, verdict_t *v)
 {
+    member_add_t *a = arg;
     plx_db_res_t *res = NULL;
     plx_status_t st;
+
+    json_decref(a->out);
+    a->out = NULL;
+    a->user_id[0] = '\0';
 
     if (!may_assign(tx, PLX_ROLE_NONE, a->role, v))
         return PLX_OK;
@@ -499,10 +508,11 @@ static void audit_member(plx_request_t *r, const char *action, const char *team,
 static plx_status_t member_add(plx_request_t *r, void *arg)
 {
     member_add_t a = { .team = core_request_param(r, "id") };
+    team_change_t ch = { .team = a.team, .caller = identity_caller(r),
+                         .step = member_add_step, .arg = &a };
     json_t *body;
     const char *role;
-    verdict_t v = { 0 };
-    team_tx_t tx;
+    bool answered;
     plx_status_t st;
 
     (void)arg;
@@ -513,11 +523,8 @@ static plx_status_t member_add(plx_request_t *r, void *arg)
         return PLX_OK;
     if ((a.role = identity_role_parse(role)) == PLX_ROLE_NONE)
         return identity_bad_field(r, "role", "must be owner, admin, member or viewer");
-    if ((st = team_tx_open(a.team, identity_caller(r), NULL, &tx)) != PLX_OK)
-        return st;
-    st = member_add_step(&tx, &a, &v);
-    st = team_tx_finish(r, &tx, st, &v);
-    if (st != PLX_OK || answered(st, &v)) {
+    st = team_change(r, &ch, &answered);
+    if (st != PLX_OK || answered) {
         json_decref(a.out);
         return st;
     }
@@ -525,12 +532,21 @@ static plx_status_t member_add(plx_request_t *r, void *arg)
     return core_reply_json(r, 201, a.out);
 }
 
-static plx_status_t member_role_step(team_tx_t *tx, const char *team,
-                                     const char *user, plx_role_t want,
-                                     verdict_t *v, json_t **out)
+typedef struct member_role {
+    const char *team, *user;
+    plx_role_t  want;
+    json_t     *out;
+} member_role_t;
+
+static plx_status_t member_role_step(team_tx_t *tx, void *arg, verdict_t *v)
 {
+    member_role_t *a = arg;
+    plx_role_t want = a->want;
     plx_db_res_t *res = NULL;
     plx_status_t st;
+
+    json_decref(a->out);
+    a->out = NULL;
 
     if (!may_assign(tx, tx->target, want, v))
         return PLX_OK;
@@ -543,29 +559,30 @@ static plx_status_t member_role_step(team_tx_t *tx, const char *team,
                "someone else owner first");
         return PLX_OK;
     }
-    const char *p[3] = { team, user, identity_role_name(want) };
+    const char *p[3] = { a->team, a->user, identity_role_name(want) };
     st = core_db_exec(tx->c,
                       "UPDATE plexus.team_members m SET role = $3 FROM plexus.users u "
                       "WHERE m.team_id = $1::uuid AND m.user_id = $2::uuid AND u.id = m.user_id "
                       "RETURNING u.id, u.email, m.role, "
                       PLX_SQL_RFC3339("m.created_at") " AS joined_at", 3, p, &res);
-    if (st == PLX_OK && core_db_rows(res) == 1 && !(*out = member_json(res, 0)))
+    if (st == PLX_OK && core_db_rows(res) == 1 && !(a->out = member_json(res, 0)))
         st = PLX_ERR_NOMEM;
     core_db_free(res);
-    if (st == PLX_OK && !*out)
+    if (st == PLX_OK && !a->out)
         st = PLX_ERR_INTERNAL;
     return st;
 }
 
 static plx_status_t member_patch(plx_request_t *r, void *arg)
 {
-    const char *team = core_request_param(r, "id");
-    const char *user = core_request_param(r, "user_id");
-    json_t *body, *out = NULL;
+    member_role_t a = { .team = core_request_param(r, "id"),
+                        .user = core_request_param(r, "user_id") };
+    team_change_t ch = { .team = a.team, .caller = identity_caller(r),
+                         .target = a.user, .step = member_role_step, .arg = &a };
+    const char *team = a.team, *user = a.user;
+    json_t *body;
     const char *role;
-    plx_role_t want, had;
-    verdict_t v = { 0 };
-    team_tx_t tx;
+    bool answered;
     plx_status_t st;
 
     (void)arg;
@@ -573,32 +590,33 @@ static plx_status_t member_patch(plx_request_t *r, void *arg)
         return team_not_found(r);
     if (!(body = identity_body_object(r)) || !(role = identity_body_string(r, body, "role", 16)))
         return PLX_OK;
-    if ((want = identity_role_parse(role)) == PLX_ROLE_NONE)
+    if ((a.want = identity_role_parse(role)) == PLX_ROLE_NONE)
         return identity_bad_field(r, "role", "must be owner, admin, member or viewer");
-    if ((st = team_tx_open(team, identity_caller(r), user, &tx)) != PLX_OK)
-        return st;
-    had = tx.target;
-    st = member_role_step(&tx, team, user, want, &v, &out);
-    st = team_tx_finish(r, &tx, st, &v);
-    if (st != PLX_OK || answered(st, &v)) {
-        json_decref(out);
+    st = team_change(r, &ch, &answered);
+    if (st != PLX_OK || answered) {
+        json_decref(a.out);
         return st;
     }
-    if (had != want)
-        audit_member(r, "team.role_changed", team, user, identity_role_name(had), role);
-    return core_reply_json(r, 200, out);
+    if (ch.had != a.want)
+        audit_member(r, "team.role_changed", team, user, identity_role_name(ch.had), role);
+    return core_reply_json(r, 200, a.out);
 }
 
-static plx_status_t member_remove_step(team_tx_t *tx, const char *team,
-                                       const char *user, bool self, verdict_t *v)
+typedef struct member_remove {
+    const char *team, *user;
+    bool        self;
+} member_remove_t;
+
+static plx_status_t member_remove_step(team_tx_t *tx, void *arg, verdict_t *v)
 {
-    const char *p[2] = { team, user };
+    const member_remove_t *a = arg;
+    const char *p[2] = { a->team, a->user };
 
     if (tx->caller == PLX_ROLE_NONE) {
         refuse(v, 404, "not_found", "no such team");
         return PLX_OK;
     }
-    if (!self && !may_assign(tx, tx->target, PLX_ROLE_NONE, v))
+    if (!a->self && !may_assign(tx, tx->target, PLX_ROLE_NONE, v))
         return PLX_OK;
     if (tx->target == PLX_ROLE_NONE) {
         refuse(v, 404, "not_found", "no such member");
@@ -617,22 +635,18 @@ static plx_status_t member_remove_common(plx_request_t *r, const char *team,
                                          const char *user)
 {
     const char *caller = identity_caller(r);
-    bool self = caller && strcmp(caller, user) == 0;
-    verdict_t v = { 0 };
-    team_tx_t tx;
-    plx_role_t had;
+    member_remove_t a = { team, user, caller && user && strcmp(caller, user) == 0 };
+    team_change_t ch = { .team = team, .caller = caller, .target = user,
+                         .step = member_remove_step, .arg = &a };
+    bool answered;
     plx_status_t st;
 
     if (!core_uuid_valid(team) || !core_uuid_valid(user))
         return team_not_found(r);
-    if ((st = team_tx_open(team, caller, user, &tx)) != PLX_OK)
+    st = team_change(r, &ch, &answered);
+    if (st != PLX_OK || answered)
         return st;
-    had = tx.target;
-    st = member_remove_step(&tx, team, user, self, &v);
-    st = team_tx_finish(r, &tx, st, &v);
-    if (st != PLX_OK || answered(st, &v))
-        return st;
-    audit_member(r, "team.member_removed", team, user, identity_role_name(had), NULL);
+    audit_member(r, "team.member_removed", team, user, identity_role_name(ch.had), NULL);
     return core_reply(r, 204, NULL, NULL, 0, PLX_MEM_STATIC);
 }
 

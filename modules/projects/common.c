@@ -236,12 +236,8 @@ json_t *projects_body(plx_request_t *r, const projects_field_t *fields,
     const char *key, *why;
     char buf[160];
 
-    if (plx_request_json(r, &body) != PLX_OK)
-        return NULL;   /* answered by the core: 400 invalid_json or 413 */
-    if (!json_is_object(body)) {
-        plx_reply_problem(r, 400, "invalid_body", "expected a JSON object");
-        return NULL;
-    }
+    if (plx_request_body_object(r, &body) != PLX_OK)
+        return NULL;   /* answered by the core: 400 invalid_body or 413 */
     json_object_foreach(body, key, v) {
         const projects_field_t *f = fields;
         while (f->name && strcmp(f->name, key) != 0)

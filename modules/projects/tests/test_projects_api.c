@@ -638,15 +638,15 @@ static void test_malformed_bodies(void **state)
     assert_string_equal(pjt_str(j, "title"), "Robert'); DROP TABLE projects.tasks;--");
     json_decref(j);
 
-    /* not an object, not JSON, not UTF-8, NUL inside: the core or we say 400 */
+    /* not an object, not JSON, not UTF-8, NUL inside: the core says 400 invalid_body */
     static const struct { const char *body, *code; } shapes[] = {
         { "[1,2]", "invalid_body" }, { "[]", "invalid_body" },
-        { "\"title\"", "invalid_json" }, { "null", "invalid_json" },
-        { "{\"title\":", "invalid_json" }, { "title=x", "invalid_json" },
-        { "{\"title\":\"\xff\xfe\"}", "invalid_json" },
-        { "{\"title\":\"\xc0\xaf\"}", "invalid_json" },
-        { "{\"title\":\"a\\u0000b\"}", "invalid_json" },
-        { "{\"title\":\"\\ud800\"}", "invalid_json" },
+        { "\"title\"", "invalid_body" }, { "null", "invalid_body" },
+        { "{\"title\":", "invalid_body" }, { "title=x", "invalid_body" },
+        { "{\"title\":\"\xff\xfe\"}", "invalid_body" },
+        { "{\"title\":\"\xc0\xaf\"}", "invalid_body" },
+        { "{\"title\":\"a\\u0000b\"}", "invalid_body" },
+        { "{\"title\":\"\\ud800\"}", "invalid_body" },
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         free(pjt_expect_problem(&env, "POST", create, owner.access, shapes[i].body, NULL,
